@@ -1,0 +1,57 @@
+"""Per-consumer proxy tracks: the same encoded packet goes to every consumer of a feed.
+
+A sender stops its track when its peer connection ends, so every consumer has its own small
+track; never hand one shared track to several senders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Protocol
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+
+class PacketSink(Protocol):
+    def offer(self, packet: av.Packet) -> None: ...
+
+
+class PacketTrack(MediaStreamTrack):
+    """An outgoing audio track fed with already-encoded packets, paced by the engine tick."""
+
+    kind = "audio"
+
+    def __init__(self, capacity: int = 3) -> None:
+        super().__init__()
+        self._queue: deque[av.Packet] = deque()
+        self._capacity = capacity
+        self._wakeup = asyncio.Event()
+        self.delivered = 0
+        self.dropped = 0
+
+    def offer(self, packet: av.Packet) -> None:
+        if len(self._queue) >= self._capacity:
+            # A stalled consumer loses old audio rather than gaining latency.
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(packet)
+        self._wakeup.set()
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        while not self._queue:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        if self.delivered == 0:
+            # The sender starts late (after DTLS): start from the newest packet, not a backlog.
+            while len(self._queue) > 1:
+                self._queue.popleft()
+        self.delivered += 1
+        return self._queue.popleft()
+
+    def stop(self) -> None:
+        super().stop()
+        self._wakeup.set()

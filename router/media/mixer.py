@@ -1,0 +1,81 @@
+"""Mixing rules as pure functions: a plan becomes a gain matrix, blocks become channel blocks.
+
+Floor = room feed + remote panellists + media. Channel X = the seat live into X plus the floor
+at the bed gain; with no live seat, X carries the floor at full level (auto-floor).
+Mixing stays in float32; only the final conversion to int16 saturates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FLOOR = "floor"
+
+
+@dataclass(frozen=True)
+class MixPlan:
+    channels: tuple[str, ...]  # includes FLOOR
+    floor_inputs: frozenset[str]
+    live: Mapping[str, str] = field(default_factory=dict)  # channel -> live source
+    bed_gain: float = 0.1
+    input_gains: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MixMatrix:
+    """gains[c, s]: how much of source s is in channel c."""
+
+    channels: tuple[str, ...]
+    sources: tuple[str, ...]
+    gains: np.ndarray
+
+    def row(self, channel: str) -> int:
+        return self.channels.index(channel)
+
+    def column(self, source: str) -> int | None:
+        return self.sources.index(source) if source in self.sources else None
+
+
+def build_matrix(plan: MixPlan, sources: Sequence[str]) -> MixMatrix:
+    channels = tuple(plan.channels)
+    srcs = tuple(sources)
+    gains = np.zeros((len(channels), len(srcs)), dtype=np.float32)
+    col = {s: i for i, s in enumerate(srcs)}
+    floor_row = np.zeros(len(srcs), dtype=np.float32)
+    for s in plan.floor_inputs:
+        if s in col:
+            floor_row[col[s]] = plan.input_gains.get(s, 1.0)
+    for r, ch in enumerate(channels):
+        live = plan.live.get(ch) if ch != FLOOR else None
+        if live is None or live not in col:
+            gains[r] = floor_row
+        else:
+            gains[r] = floor_row * np.float32(plan.bed_gain)
+            gains[r, col[live]] += plan.input_gains.get(live, 1.0)
+    return MixMatrix(channels, srcs, gains)
+
+
+def mix(blocks: np.ndarray, matrix: MixMatrix) -> np.ndarray:
+    """blocks: (sources, samples) float32 -> (channels, samples) float32, not yet clipped."""
+    if blocks.shape[0] == 0:
+        return np.zeros((len(matrix.channels), blocks.shape[1]), dtype=np.float32)
+    return matrix.gains @ blocks
+
+
+def mix_minus(
+    mixed: np.ndarray, blocks: np.ndarray, matrix: MixMatrix, channel: str, source: str
+) -> np.ndarray:
+    """A channel without one source's contribution: a return feed never carries its own voice."""
+    row = mixed[matrix.row(channel)]
+    c = matrix.column(source)
+    if c is None or matrix.gains[matrix.row(channel), c] == 0.0:
+        return row
+    return row - matrix.gains[matrix.row(channel), c] * blocks[c]
+
+
+def to_int16(block: np.ndarray) -> np.ndarray:
+    """Saturate instead of wrapping around (Janus's int16 wrap-around is a known trap)."""
+    return (np.clip(block, -1.0, 32767 / 32768) * 32768).astype(np.int16)

@@ -1,0 +1,202 @@
+"""WebRTC sessions: publishers (WHIP) feed sources, listeners (WHEP) consume feeds.
+
+No web imports: the HTTP layer calls this with SDP strings and maps its exceptions to codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from router.media.engine import Engine, Feed, SourceRole
+from router.media.fanout import PacketTrack
+from router.media.ingest import consume_track
+from router.media.inputs import SourceBuffer
+from router.signalling.sdp import SdpError, check_audio_offer
+
+log = logging.getLogger(__name__)
+
+
+class SessionKind(StrEnum):
+    FLOOR = "floor"
+    PANELLIST = "panellist"
+    SEAT = "seat"
+    LISTENER = "listener"
+
+
+class SessionNotFound(LookupError):
+    pass
+
+
+@dataclass(eq=False)
+class Session:
+    id: str
+    kind: SessionKind
+    pc: RTCPeerConnection
+    source_id: str | None = None
+    outgoing: PacketTrack | None = None
+    on_close: Callable[[Session], None] | None = None
+    owner: object = None  # who created it, for the web layer's DELETE check
+    buffer: SourceBuffer | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def _opus_only() -> list:
+    caps = RTCRtpSender.getCapabilities("audio").codecs
+    return [c for c in caps if c.mimeType.lower() == "audio/opus"]
+
+
+class PeerManager:
+    def __init__(self, engine: Engine, rtc_config: Callable[[], RTCConfiguration]) -> None:
+        self._engine = engine
+        self._rtc_config = rtc_config
+        self._sessions: dict[str, Session] = {}
+
+    def get(self, session_id: str) -> Session:
+        try:
+            return self._sessions[session_id]
+        except KeyError:
+            raise SessionNotFound(session_id) from None
+
+    def sessions(self) -> list[Session]:
+        return list(self._sessions.values())
+
+    def count(self, kind: SessionKind) -> int:
+        return sum(1 for s in self._sessions.values() if s.kind == kind)
+
+    async def publish(
+        self,
+        kind: SessionKind,
+        source_id: str,
+        role: SourceRole,
+        offer: str,
+        return_feed: Feed | None = None,
+        on_close: Callable[[Session], None] | None = None,
+        owner: object = None,
+    ) -> tuple[Session, str]:
+        """Accept a WHIP offer; a new publisher for the same source replaces the old one."""
+        check_audio_offer(offer)
+        for old in [s for s in self._sessions.values() if s.source_id == source_id]:
+            await self.close(old.id)
+        session = self._new_session(kind, source_id, on_close)
+        session.owner = owner
+
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio" and session.buffer is None:
+                session.buffer = self._engine.add_source(source_id, role)
+                self._spawn(session, consume_track(track, session.buffer))
+            else:
+                self._spawn(session, _drain(track))
+
+        session.pc.on("track", on_track)
+        outgoing = PacketTrack() if return_feed is not None else None
+        answer = await self._negotiate(
+            session, offer, outgoing, "sendrecv" if outgoing else "recvonly"
+        )
+        if outgoing is not None and return_feed is not None:
+            session.outgoing = outgoing
+            self._engine.subscribe(outgoing, return_feed)
+        return session, answer
+
+    async def listen(self, channel: str, offer: str) -> tuple[Session, str]:
+        """Accept a WHEP offer for one channel's feed."""
+        check_audio_offer(offer)
+        session = self._new_session(SessionKind.LISTENER, None, None)
+        session.pc.on("track", lambda track: self._spawn(session, _drain(track)))
+        outgoing = PacketTrack()
+        answer = await self._negotiate(session, offer, outgoing, "sendonly")
+        session.outgoing = outgoing
+        self._engine.subscribe(outgoing, Feed(channel))
+        return session, answer
+
+    def switch(self, session_id: str, channel: str) -> None:
+        """Move a listener to another channel on the same connection: no renegotiation."""
+        session = self.get(session_id)
+        if session.outgoing is None:
+            raise SessionNotFound(session_id)
+        self._engine.subscribe(session.outgoing, Feed(channel))
+
+    def channel_of(self, session: Session) -> str | None:
+        feed = self._engine.feed_of(session.outgoing) if session.outgoing else None
+        return feed.channel if feed else None
+
+    async def close(self, session_id: str) -> None:
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            return
+        if session.outgoing is not None:
+            self._engine.unsubscribe(session.outgoing)
+            session.outgoing.stop()
+        if session.source_id is not None:
+            self._engine.remove_source(session.source_id, session.buffer)
+        for task in session.tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await session.pc.close()
+        if session.on_close is not None:
+            try:
+                session.on_close(session)
+            except Exception:
+                log.exception("close callback of session %s failed", session.id)
+
+    async def close_all(self) -> None:
+        for session_id in list(self._sessions):
+            await self.close(session_id)
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _new_session(
+        self,
+        kind: SessionKind,
+        source_id: str | None,
+        on_close: Callable[[Session], None] | None,
+    ) -> Session:
+        pc = RTCPeerConnection(self._rtc_config())
+        return Session(
+            id=secrets.token_urlsafe(12), kind=kind, pc=pc, source_id=source_id, on_close=on_close
+        )
+
+    async def _negotiate(
+        self, session: Session, offer: str, outgoing: PacketTrack | None, direction: str
+    ) -> str:
+        pc = session.pc
+        transceiver = pc.addTransceiver(outgoing or "audio", direction=direction)
+        transceiver.setCodecPreferences(_opus_only())
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except Exception as exc:
+            for task in session.tasks:
+                task.cancel()
+            if outgoing is not None:
+                outgoing.stop()
+            await pc.close()
+            raise SdpError(f"cannot negotiate this offer: {exc or type(exc).__name__}") from exc
+        self._sessions[session.id] = session
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self.close(session.id)
+
+        return pc.localDescription.sdp
+
+    @staticmethod
+    def _spawn(session: Session, coro: object) -> None:
+        session.tasks.append(asyncio.ensure_future(coro))  # type: ignore[arg-type]
+
+
+async def _drain(track: MediaStreamTrack) -> None:
+    # Received tracks queue without bound in aiortc: consume even what we do not use.
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            await track.recv()

@@ -1,0 +1,117 @@
+"""The event's public description, seat mic control and health."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from router.control.booths import MicRefused, SeatNotFound
+from router.control.tokens import Role
+from router.signalling.peers import SessionKind
+from router.web.errors import ApiError, error_responses
+from router.web.requests import authenticate, read_json, require, runtime
+
+router = APIRouter(prefix="/api", tags=["API"])
+
+
+class ChannelInfo(BaseModel):
+    id: str
+    name: str
+    language: str | None
+
+
+class IceServerInfo(BaseModel):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class EventInfo(BaseModel):
+    name: str
+    venue: str
+    starts: str
+    floor_language: str
+    listener_token_required: bool
+    channels: list[ChannelInfo]
+    ice_servers: list[IceServerInfo]
+
+
+class MicRequest(BaseModel):
+    on: bool
+
+
+class SeatInfo(BaseModel):
+    booth: str
+    seat: str
+    channel: str
+    connected: bool
+    live: bool
+
+
+class Health(BaseModel):
+    ok: bool
+    ticks: int
+    late_ticks: int
+    engine_errors: int
+    listeners: int
+    publishers: int
+
+
+@router.get("/event", summary="The public description of the event, used by the pages")
+async def event_info(request: Request) -> EventInfo:
+    cfg = runtime(request).config
+    return EventInfo(
+        name=cfg.event.name,
+        venue=cfg.event.venue,
+        starts=cfg.event.starts,
+        floor_language=cfg.event.floor_language,
+        listener_token_required=cfg.tokens.listener is not None,
+        channels=[
+            ChannelInfo(id=cid, name=ch.name, language=ch.language)
+            for cid, ch in cfg.channels.items()
+        ],
+        ice_servers=[IceServerInfo(**s.model_dump()) for s in cfg.ice.servers],
+    )
+
+
+@router.post(
+    "/booths/{booth}/seats/{seat}/mic",
+    summary="Turn a seat's microphone on or off (interlock: one live seat per channel)",
+    description="Token: the booth's. 409 when another seat is live on the channel or the seat "
+    "has not published audio.",
+    responses=error_responses(400, 401, 403, 404, 409, 413, 415),
+)
+async def seat_mic(request: Request, booth: str, seat: str) -> SeatInfo:
+    rt = runtime(request)
+    principal = authenticate(request, rt.tokens)
+    if not rt.board.has_booth(booth):
+        raise ApiError(404, f"unknown booth {booth!r}")
+    require(principal, Role.BOOTH, booth)
+    body = await read_json(request, MicRequest)
+    try:
+        state = rt.board.set_mic(booth, seat, body.on)
+    except SeatNotFound as exc:
+        raise ApiError(404, str(exc)) from None
+    except MicRefused as exc:
+        raise ApiError(409, str(exc)) from None
+    return SeatInfo(
+        booth=state.booth,
+        seat=state.seat,
+        channel=rt.board.output_channel(booth),
+        connected=state.connected,
+        live=state.live,
+    )
+
+
+@router.get("/health", summary="Liveness and the engine's counters")
+async def health(request: Request) -> Health:
+    rt = runtime(request)
+    listeners = rt.peers.count(SessionKind.LISTENER)
+    return Health(
+        ok=True,
+        ticks=rt.engine.stats.ticks,
+        late_ticks=rt.engine.pacer.late_ticks,
+        engine_errors=rt.engine.stats.errors,
+        listeners=listeners,
+        publishers=len(rt.peers.sessions()) - listeners,
+    )
