@@ -6,7 +6,9 @@ from tests.webrtc_clients import publish
 
 FR = {"Authorization": "Bearer booth-fr-demo-token"}
 SDP = {"Content-Type": "application/sdp"}
-OFFER_WITHOUT_AUDIO = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+OFFER_WITHOUT_AUDIO = (
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+)
 
 
 def assert_error(resp, status: int, word: str) -> None:
@@ -43,7 +45,9 @@ async def test_401_missing_or_invalid_token(server):
     r = await http.post("/whip/floor", content="v=0", headers=SDP)
     assert_error(r, 401, "unauthorized")
     assert r.headers["www-authenticate"] == "Bearer"
-    r = await http.post("/whip/floor", content="v=0", headers={**SDP, "Authorization": "Bearer nope"})
+    r = await http.post(
+        "/whip/floor", content="v=0", headers={**SDP, "Authorization": "Bearer nope"}
+    )
     assert_error(r, 401, "unauthorized")
     r = await http.post("/api/booths/fr/seats/fr1/mic", json={"on": True})
     assert_error(r, 401, "unauthorized")

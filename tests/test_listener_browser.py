@@ -30,9 +30,10 @@ async def test_listener_page_plays_french(server):
             page = await context.new_page()
             await page.goto(f"{server.url}/?lang=fr")
             await page.get_by_role("button", name="Français").wait_for()
-            assert await page.get_by_role("button", name="Français").get_attribute(
-                "aria-pressed"
-            ) == "true"
+            assert (
+                await page.get_by_role("button", name="Français").get_attribute("aria-pressed")
+                == "true"
+            )
             await page.get_by_role("button", name="Start listening").click()
             await page.wait_for_function("window.listener.state === 'live'", timeout=15000)
             await page.wait_for_timeout(500)

@@ -45,11 +45,11 @@ async def wait_connected(server, sources: set[str], timeout: float = 10.0) -> No
 
 
 async def test_each_channel_carries_what_it_must(event):
-    server, floor, fr_seat, es_seat = event
+    server, _floor, fr_seat, es_seat = event
     listeners = {ch: await listen(server.http, ch) for ch in ("floor", "en", "fr", "ne", "es")}
     try:
         heard = {}
-        for ch, peer in listeners.items():
+        for peer in listeners.values():
             await peer.heard.wait_for(25)  # settle: 0.5 s
         for ch, peer in listeners.items():
             heard[ch] = await peer.heard.collect(50)
@@ -98,7 +98,7 @@ async def test_switch_on_same_connection_without_gap(event):
 
 
 async def test_delete_ends_sessions_and_seat_goes_off_air(event):
-    server, floor, fr_seat, es_seat = event
+    server, _floor, fr_seat, _es_seat = event
     http = server.http
     peer = await listen(http, "fr")
     assert (await http.delete(peer.location)).status_code == 204
