@@ -63,3 +63,22 @@ def test_drift_fast_source_keeps_latency_bounded():
         buf.pull()
     assert buf.depth <= 4
     assert buf.stats.overruns == 0
+
+
+def test_blocks_released_after_a_gap_do_not_keep_its_latency():
+    buf = SourceBuffer(capacity=10, prefetch=2, target_depth=2)
+    for _ in range(100):  # steady state: one block per tick
+        buf.push(block(0))
+        buf.pull()
+    steady = buf.depth
+    # one packet lost: the jitter buffer waits 3 ticks, then releases 4 blocks at once
+    for _ in range(3):
+        assert buf.pull() is not None or buf.stats.underruns  # concealed or silent
+    for _ in range(4):
+        buf.push(block(1))
+    buf.pull()
+    for _ in range(3):
+        buf.push(block(0))
+        buf.pull()
+    assert buf.depth <= steady, "latency is back to what it was within a few ticks"
+    assert buf.stats.trimmed >= 1

@@ -1,7 +1,8 @@
 """Per-source receive buffer between ingest (any rate, any timing) and the engine tick.
 
-Bounded, drop-oldest, with counters; keeps latency low by trimming a standing backlog and
-conceals a short gap with a faded repeat of the last block.
+Bounded, drop-oldest, with counters; keeps latency low by dropping blocks that arrive after
+their ticks were already concealed, and by trimming a standing backlog; conceals a short gap
+with a faded repeat of the last block.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class SourceBuffer:
         self._primed = False
         self._last: np.ndarray | None = None
         self._concealing = 0
+        self._debt = 0  # ticks played without a real block since the last one
         self._window_pulls = 0
         self._window_min = capacity
         self.stats = BufferStats()
@@ -64,6 +66,7 @@ class SourceBuffer:
         if self._primed:
             self._track_backlog()
             if self._blocks:
+                self._repay_debt()
                 self._concealing = 0
                 block = self._blocks.popleft()
                 self._last = block
@@ -74,12 +77,24 @@ class SourceBuffer:
         if self._last is None:
             return None  # not started yet: waiting is not an underrun
         self.stats.underruns += 1
+        self._debt += 1
         if self._concealing < self._max_conceal:
             self._concealing += 1
             self.stats.concealed += 1
             self._last = self._last * np.float32(0.5)
             return self._last
         return None
+
+    def _repay_debt(self) -> None:
+        # Ticks already covered by concealment or silence must not be played late as well:
+        # after a gap (a loss the jitter buffer waited for, a stall) the blocks arrive together,
+        # and playing them all would keep the latency of the gap.
+        if self._debt:
+            excess = min(self._debt, len(self._blocks) - self._target)
+            for _ in range(max(excess, 0)):
+                self._blocks.popleft()
+                self.stats.trimmed += 1
+            self._debt = 0
 
     def _track_backlog(self) -> None:
         # The smallest depth seen over a window is latency nobody needs: cut one block of it.
