@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from router.media.clock import ManualClock
-from router.media.engine import Engine, EngineSettings, Feed, SourceRole
+from router.media.engine import Engine, EngineSettings, Feed, Layer, SourceRole
 from router.media.inputs import SAMPLES_PER_BLOCK
 from tests.signals import decode_packets, sine, tone_db
 
@@ -147,3 +147,42 @@ def test_unknown_channel_is_refused():
     engine = make_engine()
     with pytest.raises(KeyError):
         engine.subscribe(Collector(), Feed("xx"))
+
+
+def test_layers_voice_and_under_share_encodes_and_stay_silent_when_unneeded():
+    engine = make_engine()
+    engine.set_live("fr", "seat-fr")
+    voice, under, under_es, plain_floor = Collector(), Collector(), Collector(), Collector()
+    engine.subscribe(voice, Feed("fr", layer=Layer.VOICE))
+    engine.subscribe(under, Feed("fr", layer=Layer.UNDER))
+    engine.subscribe(under_es, Feed("es", layer=Layer.UNDER))
+    engine.subscribe(plain_floor, Feed("floor"))
+    run_ticks(engine, 0, 50)
+    v = steady(voice.packets)
+    assert tone_db(v, 660) > -16 and tone_db(v, 440) < -45, "the seat alone, no bed"
+    u = steady(under.packets)
+    assert tone_db(u, 440) > -16 and tone_db(u, 660) < -45, "the floor under FR"
+    assert under.packets[5] is plain_floor.packets[5], "the floor is encoded once"
+    assert under_es.packets == [], "nobody is live on ES: nothing to put under it"
+    assert engine.stats.encodes == 50 * 2
+
+
+def test_taps_see_every_tick_and_a_failing_tap_is_isolated():
+    engine = make_engine()
+    seen = []
+
+    class Meter:
+        def on_tick(self, tick, matrix, blocks, mixed):
+            seen.append((tick, mixed.shape, float(np.abs(mixed[matrix.row("floor")]).max())))
+
+    class Broken:
+        def on_tick(self, tick, matrix, blocks, mixed):
+            raise RuntimeError("boom")
+
+    engine.add_tap(Broken())
+    engine.add_tap(Meter())
+    run_ticks(engine, 0, 10)
+    assert [t for t, _, _ in seen] == list(range(10))
+    assert seen[-1][1] == (len(CHANNELS), SAMPLES_PER_BLOCK)
+    assert seen[-1][2] > 0.3  # room + panellist, 0.2 each
+    assert engine.stats.errors == 10

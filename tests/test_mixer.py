@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from router.media.mixer import FLOOR, MixPlan, build_matrix, mix, mix_minus, to_int16
+from router.media.mixer import FLOOR, MixPlan, build_matrix, feed_gains, mix, to_int16
 from tests.signals import sine, tone_amplitude
 
 N = 4800  # 100 ms: 10 Hz FFT bins
@@ -67,13 +67,22 @@ def test_live_seat_without_source_falls_back_to_floor():
 def test_mix_minus_removes_only_the_own_voice():
     b = blocks()
     matrix = build_matrix(plan(live={"fr": "seat-fr"}), SOURCES)
-    out = mix(b, matrix)
-    panel_return = mix_minus(out, b, matrix, FLOOR, "panel")
+    panel_return = feed_gains(matrix, FLOOR, minus="panel") @ b
     assert tone_amplitude(panel_return, PANEL) < 1e-4
     assert tone_amplitude(panel_return, ROOM) == pytest.approx(0.2, rel=0.02)
-    seat_hears_own = mix_minus(out, b, matrix, "fr", "seat-fr")
+    seat_hears_own = feed_gains(matrix, "fr", minus="seat-fr") @ b
     assert tone_amplitude(seat_hears_own, SEAT_FR) < 1e-4
     assert tone_amplitude(seat_hears_own, ROOM) == pytest.approx(0.02, rel=0.05)
+
+
+def test_voice_only_layer_drops_the_bed_but_not_auto_floor():
+    b = blocks()
+    matrix = build_matrix(plan(live={"fr": "seat-fr"}), SOURCES)
+    fr_voice = feed_gains(matrix, "fr", voice_only=True) @ b
+    assert tone_amplitude(fr_voice, SEAT_FR) == pytest.approx(0.2, rel=0.02)
+    assert tone_amplitude(fr_voice, ROOM) < 1e-4
+    es_voice = feed_gains(matrix, "es", voice_only=True) @ b
+    assert tone_amplitude(es_voice, ROOM) == pytest.approx(0.2, rel=0.02)
 
 
 def test_input_gain_scales_the_source():

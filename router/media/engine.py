@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 import av
 import numpy as np
@@ -19,7 +20,15 @@ from router.media.clock import Clock
 from router.media.encoder import OpusFeedEncoder
 from router.media.fanout import PacketSink
 from router.media.inputs import SAMPLES_PER_BLOCK, SourceBuffer
-from router.media.mixer import FLOOR, MixMatrix, MixPlan, build_matrix, mix, mix_minus, to_int16
+from router.media.mixer import (
+    FLOOR,
+    MixMatrix,
+    MixPlan,
+    build_matrix,
+    feed_gains,
+    mix,
+    to_int16,
+)
 from router.media.pacer import TickPacer
 
 log = logging.getLogger(__name__)
@@ -35,12 +44,27 @@ class SourceRole(StrEnum):
 FLOOR_ROLES = frozenset({SourceRole.ROOM, SourceRole.PANELLIST, SourceRole.MEDIA})
 
 
+class Layer(StrEnum):
+    FULL = "full"  # the channel as configured: the live seat over the floor bed
+    VOICE = "voice"  # the live seat alone (a listener mixes the floor in themselves)
+    UNDER = "under"  # the floor while a seat is live on the channel; nothing otherwise
+
+
 @dataclass(frozen=True)
 class Feed:
     """What a consumer hears: a channel, optionally without one source (mix-minus)."""
 
     channel: str
     minus: str | None = None
+    layer: Layer = Layer.FULL
+
+
+class TickTap(Protocol):
+    """Sees every tick's inputs and channel mixes (meters, monitors); must be quick."""
+
+    def on_tick(
+        self, tick: int, matrix: MixMatrix, blocks: np.ndarray, mixed: np.ndarray
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -89,6 +113,7 @@ class Engine:
         self._sink_feed: dict[PacketSink, Feed] = {}
         self._encoders: dict[Feed, OpusFeedEncoder] = {}
         self._matrix: MixMatrix | None = None
+        self._taps: list[TickTap] = []
         self._blocks = np.zeros((0, SAMPLES_PER_BLOCK), dtype=np.float32)
 
     # --- sources -------------------------------------------------------------------------
@@ -162,6 +187,13 @@ class Engine:
     def consumers(self, channel: str) -> int:
         return sum(len(s.sinks) for f, s in self._feeds.items() if f.channel == channel)
 
+    def add_tap(self, tap: TickTap) -> None:
+        self._taps.append(tap)
+
+    def remove_tap(self, tap: TickTap) -> None:
+        if tap in self._taps:
+            self._taps.remove(tap)
+
     # --- the tick ------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -185,9 +217,17 @@ class Engine:
             else:
                 blocks[i] = block
         mixed = mix(blocks, matrix)
+        for tap in self._taps:
+            try:
+                tap.on_tick(tick, matrix, blocks, mixed)
+            except Exception:
+                self.stats.errors += 1
+                log.exception("tick tap %r failed", tap)
         packets: dict[Feed, av.Packet | None] = {}
         for feed, state in self._feeds.items():
             key = self._effective(feed, matrix)
+            if key is None:
+                continue
             if key not in packets:
                 packets[key] = self._encode(key, mixed, blocks, matrix, tick)
             packet = packets[key]
@@ -208,10 +248,11 @@ class Engine:
     def _encode(
         self, feed: Feed, mixed: np.ndarray, blocks: np.ndarray, matrix: MixMatrix, tick: int
     ) -> av.Packet | None:
-        if feed.minus is None:
+        if feed.minus is None and feed.layer is Layer.FULL:
             pcm = mixed[matrix.row(feed.channel)]
         else:
-            pcm = mix_minus(mixed, blocks, matrix, feed.channel, feed.minus)
+            voice_only = feed.layer is Layer.VOICE
+            pcm = feed_gains(matrix, feed.channel, feed.minus, voice_only) @ blocks
         encoder = self._encoders.get(feed)
         if encoder is None:
             encoder = OpusFeedEncoder(
@@ -221,14 +262,17 @@ class Engine:
         self.stats.encodes += 1
         return encoder.encode(to_int16(pcm), tick)
 
-    @staticmethod
-    def _effective(feed: Feed, matrix: MixMatrix) -> Feed:
-        # A mix-minus that removes nothing is the plain channel: encode it once for everyone.
-        if feed.minus is None:
-            return feed
-        c = matrix.column(feed.minus)
-        if c is None or matrix.gains[matrix.row(feed.channel), c] == 0.0:
-            return Feed(feed.channel)
+    def _effective(self, feed: Feed, matrix: MixMatrix) -> Feed | None:
+        """The feed that is actually encoded: equal mixes share one encode; None sends nothing."""
+        live = matrix.live.get(feed.channel)
+        if feed.layer is Layer.UNDER:
+            return Feed(FLOOR) if live is not None else None
+        if feed.layer is Layer.VOICE and (live is None or self.settings.bed_gain == 0.0):
+            feed = Feed(feed.channel, feed.minus)
+        if feed.minus is not None:
+            c = matrix.column(feed.minus)
+            if c is None or matrix.gains[matrix.row(feed.channel), c] == 0.0:
+                return Feed(feed.channel, layer=feed.layer)
         return feed
 
     def _drop_idle_encoders(self, used: Iterable[Feed]) -> None:

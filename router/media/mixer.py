@@ -31,6 +31,7 @@ class MixMatrix:
     channels: tuple[str, ...]
     sources: tuple[str, ...]
     gains: np.ndarray
+    live: Mapping[str, int] = field(default_factory=dict)  # channel -> column of its live seat
 
     def row(self, channel: str) -> int:
         return self.channels.index(channel)
@@ -44,6 +45,7 @@ def build_matrix(plan: MixPlan, sources: Sequence[str]) -> MixMatrix:
     srcs = tuple(sources)
     gains = np.zeros((len(channels), len(srcs)), dtype=np.float32)
     col = {s: i for i, s in enumerate(srcs)}
+    live_cols: dict[str, int] = {}
     floor_row = np.zeros(len(srcs), dtype=np.float32)
     for s in plan.floor_inputs:
         if s in col:
@@ -55,7 +57,8 @@ def build_matrix(plan: MixPlan, sources: Sequence[str]) -> MixMatrix:
         else:
             gains[r] = floor_row * np.float32(plan.bed_gain)
             gains[r, col[live]] += plan.input_gains.get(live, 1.0)
-    return MixMatrix(channels, srcs, gains)
+            live_cols[ch] = col[live]
+    return MixMatrix(channels, srcs, gains, live_cols)
 
 
 def mix(blocks: np.ndarray, matrix: MixMatrix) -> np.ndarray:
@@ -65,15 +68,25 @@ def mix(blocks: np.ndarray, matrix: MixMatrix) -> np.ndarray:
     return matrix.gains @ blocks
 
 
-def mix_minus(
-    mixed: np.ndarray, blocks: np.ndarray, matrix: MixMatrix, channel: str, source: str
+def feed_gains(
+    matrix: MixMatrix, channel: str, minus: str | None = None, voice_only: bool = False
 ) -> np.ndarray:
-    """A channel without one source's contribution: a return feed never carries its own voice."""
-    row = mixed[matrix.row(channel)]
-    c = matrix.column(source)
-    if c is None or matrix.gains[matrix.row(channel), c] == 0.0:
-        return row
-    return row - matrix.gains[matrix.row(channel), c] * blocks[c]
+    """Per-source gains of one feed of a channel.
+
+    `minus` removes one source (a return feed never carries its own voice); `voice_only` keeps
+    just the live seat, without the floor bed (auto-floor channels are unchanged).
+    """
+    row = matrix.gains[matrix.row(channel)]
+    live = matrix.live.get(channel)
+    if voice_only and live is not None:
+        gains = np.zeros_like(row)
+        gains[live] = row[live]
+    else:
+        gains = row.copy()
+    c = matrix.column(minus) if minus is not None else None
+    if c is not None:
+        gains[c] = 0.0
+    return gains
 
 
 def to_int16(block: np.ndarray) -> np.ndarray:
