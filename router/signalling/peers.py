@@ -16,7 +16,7 @@ from enum import StrEnum
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from router.media.engine import Engine, Feed, SourceRole
+from router.media.engine import Engine, Feed, Layer, SourceRole
 from router.media.fanout import PacketTrack
 from router.media.ingest import consume_track
 from router.media.inputs import SourceBuffer
@@ -36,6 +36,10 @@ class SessionNotFound(LookupError):
     pass
 
 
+class NoUnderneathTrack(ValueError):
+    """The original underneath needs a second audio track, and this listener has one."""
+
+
 @dataclass(eq=False)
 class Session:
     id: str
@@ -43,6 +47,8 @@ class Session:
     pc: RTCPeerConnection
     source_id: str | None = None
     outgoing: PacketTrack | None = None
+    under: PacketTrack | None = None  # a listener's optional second track: the floor underneath
+    underneath: bool = False
     on_close: Callable[[Session], None] | None = None
     owner: object = None  # who created it, for the web layer's DELETE check
     buffer: SourceBuffer | None = None
@@ -106,23 +112,65 @@ class PeerManager:
             self._engine.subscribe(outgoing, return_feed)
         return session, answer
 
-    async def listen(self, channel: str, offer: str) -> tuple[Session, str]:
-        """Accept a WHEP offer for one channel's feed."""
+    async def listen(
+        self, channel: str, offer: str, underneath: bool = False
+    ) -> tuple[Session, str]:
+        """Accept a WHEP offer for one channel's feed.
+
+        An offer with two audio m-lines gets a second track for the original underneath (see
+        `switch`); a one-m-line offer is answered exactly as before, with one track.
+        """
         check_audio_offer(offer)
+        two_tracks = _audio_sections(offer) >= 2
+        if underneath and not two_tracks:
+            raise NoUnderneathTrack("the original underneath needs an offer with two audio m-lines")
         session = self._new_session(SessionKind.LISTENER, None, None)
         session.pc.on("track", lambda track: self._spawn(session, _drain(track)))
         outgoing = PacketTrack()
-        answer = await self._negotiate(session, offer, outgoing, "sendonly")
+        under = PacketTrack() if two_tracks else None
+        answer = await self._negotiate(session, offer, outgoing, "sendonly", under)
         session.outgoing = outgoing
-        self._engine.subscribe(outgoing, Feed(channel))
+        session.under = under
+        self._subscribe_listener(session, channel, underneath)
         return session, answer
 
-    def switch(self, session_id: str, channel: str) -> None:
-        """Move a listener to another channel on the same connection: no renegotiation."""
+    def switch(
+        self, session_id: str, channel: str | None = None, underneath: bool | None = None
+    ) -> tuple[str, bool]:
+        """Move a listener to another channel, or turn the original underneath on or off.
+
+        Same connection, no renegotiation; both tracks change at the same tick. Returns the
+        listener's (channel, underneath) now.
+        """
         session = self.get(session_id)
-        if session.outgoing is None:
+        if session.kind != SessionKind.LISTENER or session.outgoing is None:
             raise SessionNotFound(session_id)
-        self._engine.subscribe(session.outgoing, Feed(channel))
+        current = self.channel_of(session)
+        target = channel if channel is not None else current
+        if target is None:
+            raise SessionNotFound(session_id)
+        wanted = session.underneath if underneath is None else underneath
+        if wanted and session.under is None:
+            raise NoUnderneathTrack(
+                "this session has one audio track: the original underneath needs an offer "
+                "with two audio m-lines"
+            )
+        self._subscribe_listener(session, target, wanted)
+        return target, wanted
+
+    def _subscribe_listener(self, session: Session, channel: str, underneath: bool) -> None:
+        # Underneath on: the live seat alone on the first track, the floor on the second (only
+        # while a seat is live, so never a doubled floor). Off: the channel as configured, and
+        # the second track gets no packets at all. Feeds are shared encodes, never per listener.
+        assert session.outgoing is not None
+        if underneath and session.under is not None:
+            self._engine.subscribe(session.outgoing, Feed(channel, layer=Layer.VOICE))
+            self._engine.subscribe(session.under, Feed(channel, layer=Layer.UNDER))
+        else:
+            self._engine.subscribe(session.outgoing, Feed(channel))
+            if session.under is not None:
+                self._engine.unsubscribe(session.under)
+        session.underneath = underneath and session.under is not None
 
     def channel_of(self, session: Session) -> str | None:
         feed = self._engine.feed_of(session.outgoing) if session.outgoing else None
@@ -132,9 +180,10 @@ class PeerManager:
         session = self._sessions.pop(session_id, None)
         if session is None:
             return
-        if session.outgoing is not None:
-            self._engine.unsubscribe(session.outgoing)
-            session.outgoing.stop()
+        for track in (session.outgoing, session.under):
+            if track is not None:
+                self._engine.unsubscribe(track)
+                track.stop()
         if session.source_id is not None:
             self._engine.remove_source(session.source_id, session.buffer)
         for task in session.tasks:
@@ -165,11 +214,18 @@ class PeerManager:
         )
 
     async def _negotiate(
-        self, session: Session, offer: str, outgoing: PacketTrack | None, direction: str
+        self,
+        session: Session,
+        offer: str,
+        outgoing: PacketTrack | None,
+        direction: str,
+        second: PacketTrack | None = None,
     ) -> str:
         pc = session.pc
-        transceiver = pc.addTransceiver(outgoing or "audio", direction=direction)
-        transceiver.setCodecPreferences(_opus_only())
+        # Transceivers added before the offer is applied take its audio m-lines in order.
+        for track in (outgoing, second) if second is not None else (outgoing,):
+            transceiver = pc.addTransceiver(track or "audio", direction=direction)
+            transceiver.setCodecPreferences(_opus_only())
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             answer = await pc.createAnswer()
@@ -177,8 +233,9 @@ class PeerManager:
         except Exception as exc:
             for task in session.tasks:
                 task.cancel()
-            if outgoing is not None:
-                outgoing.stop()
+            for track in (outgoing, second):
+                if track is not None:
+                    track.stop()
             await pc.close()
             raise SdpError(f"cannot negotiate this offer: {exc or type(exc).__name__}") from exc
         self._sessions[session.id] = session
@@ -193,6 +250,10 @@ class PeerManager:
     @staticmethod
     def _spawn(session: Session, coro: object) -> None:
         session.tasks.append(asyncio.ensure_future(coro))  # type: ignore[arg-type]
+
+
+def _audio_sections(sdp: str) -> int:
+    return sum(1 for line in sdp.splitlines() if line.startswith("m=audio "))
 
 
 async def _drain(track: MediaStreamTrack) -> None:

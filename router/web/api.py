@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from router.control.booths import MicRefused, SeatNotFound
+from router.control.booths import MicRefused, SeatNotFound, seat_source_id
 from router.control.tokens import Role
 from router.signalling.peers import SessionKind
 from router.web.errors import ApiError, error_responses
@@ -46,6 +46,16 @@ class SeatInfo(BaseModel):
     channel: str
     connected: bool
     live: bool
+
+
+class ChannelStatus(BaseModel):
+    live_seat: bool
+    listeners: int
+
+
+class EventStatus(BaseModel):
+    started: bool
+    channels: dict[str, ChannelStatus]
 
 
 class Health(BaseModel):
@@ -100,6 +110,36 @@ async def seat_mic(request: Request, booth: str, seat: str) -> SeatInfo:
         channel=rt.board.output_channel(booth),
         connected=state.connected,
         live=state.live,
+    )
+
+
+@router.get(
+    "/status",
+    summary="Whether the event has started, and per channel: an interpreter live, listeners",
+    description="Public, no secrets; the listener page polls it slowly. `started`: a floor "
+    "source (the room, a remote panellist or a media source) is connected. `live_seat`: an "
+    "interpreter is live on the channel (otherwise it carries the floor). `listeners`: WHEP "
+    "listeners on the channel now.",
+)
+async def event_status(request: Request) -> EventStatus:
+    rt = runtime(request)
+    # Every source that is not an interpreter seat feeds the floor.
+    seats = {seat_source_id(str(s["booth"]), str(s["seat"])) for s in rt.board.snapshot()}
+    started = any(source not in seats for source in rt.engine.source_ids())
+    listeners = dict.fromkeys(rt.config.channels, 0)
+    for session in rt.peers.sessions():
+        if session.kind == SessionKind.LISTENER:
+            channel = rt.peers.channel_of(session)
+            if channel in listeners:
+                listeners[channel] += 1
+    return EventStatus(
+        started=started,
+        channels={
+            cid: ChannelStatus(
+                live_seat=rt.engine.live_source(cid) is not None, listeners=listeners[cid]
+            )
+            for cid in rt.config.channels
+        },
     )
 
 

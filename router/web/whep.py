@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from router.media.engine import UnknownChannel
-from router.signalling.peers import SessionKind, SessionNotFound
+from router.signalling.peers import NoUnderneathTrack, SessionKind, SessionNotFound
 from router.signalling.sdp import SdpError
 from router.web.errors import ApiError, error_responses
 from router.web.requests import authenticate, read_json, read_sdp, runtime
@@ -16,11 +16,29 @@ router = APIRouter(tags=["WHEP listeners"])
 
 
 class ChannelChoice(BaseModel):
-    channel: str
+    """What a listener wants now; at least one field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str | None = Field(default=None, description="the channel to hear", examples=["es"])
+    underneath: StrictBool | None = Field(
+        default=None,
+        description="the original on the second audio track (the offer must have had two "
+        "audio m-lines); false: the channel as the event mixes it, on the first track only",
+    )
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> ChannelChoice:
+        if self.channel is None and self.underneath is None:
+            raise ValueError('give "channel", "underneath" or both')
+        return self
 
 
 class ChannelNow(BaseModel):
     channel: str
+    underneath: bool | None = Field(
+        default=None, description="only for a session with two tracks (two audio m-lines)"
+    )
 
 
 def _channel_or_404(request: Request, channel: str) -> None:
@@ -34,11 +52,22 @@ def _channel_or_404(request: Request, channel: str) -> None:
     status_code=201,
     summary="Listen to a channel",
     description="Body: an SDP offer receiving audio (Opus). When the event requires a listener "
-    "token, send it as a bearer token. Switch channels later with `POST {Location}/channel`.",
+    "token, send it as a bearer token. Switch channels later with `POST {Location}/channel`.\n\n"
+    "An offer with **two** recvonly audio m-lines also gets the original underneath: with "
+    "`underneath` on, the first track carries the live interpreter alone and the second the "
+    "floor (only while an interpreter is live on the channel), to be mixed by the client. With "
+    "it off (the default) the first track carries the channel as the event mixes it and the "
+    "second gets no packets. A one-m-line offer gets one track, the channel.",
     openapi_extra=SDP_BODY,
     responses={**CREATED, **error_responses(400, 401, 404, 413, 415, 503)},
 )
-async def whep_listen(request: Request, channel: str) -> Response:
+async def whep_listen(
+    request: Request,
+    channel: str,
+    underneath: bool = Query(
+        False, description="start with the original underneath on (needs two audio m-lines)"
+    ),
+) -> Response:
     rt = runtime(request)
     if rt.tokens.listener_token_required:
         authenticate(request, rt.tokens)  # any valid token: staff may listen too
@@ -47,29 +76,43 @@ async def whep_listen(request: Request, channel: str) -> Response:
     if rt.peers.count(SessionKind.LISTENER) >= rt.config.limits.max_listeners:
         raise ApiError(503, "this server has reached its listener limit", {"Retry-After": "10"})
     try:
-        session, answer = await rt.peers.listen(channel, offer)
-    except SdpError as exc:
+        session, answer = await rt.peers.listen(channel, offer, underneath)
+    except (SdpError, NoUnderneathTrack) as exc:
         raise ApiError(400, str(exc)) from None
     return created(session, answer, "whep")
 
 
 @router.post(
     "/whep/sessions/{session_id}/channel",
-    summary="Switch a listener to another channel on the same connection",
+    summary="Switch a listener's channel or the original underneath, on the same connection",
+    description='Body: `{"channel": "es"}`, `{"underneath": true}` or both. The next 20 ms '
+    "packet follows the new choice, with continuous RTP timestamps; no renegotiation. "
+    "`underneath` needs a session whose offer had two audio m-lines (400 otherwise).",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ChannelChoice.model_json_schema()}},
+        }
+    },
     responses=error_responses(400, 404, 413, 415),
+    response_model_exclude_none=True,
 )
 async def whep_switch(request: Request, session_id: str) -> ChannelNow:
     choice = await read_json(request, ChannelChoice)
-    _channel_or_404(request, choice.channel)
+    if choice.channel is not None:
+        _channel_or_404(request, choice.channel)
     rt = runtime(request)
     try:
         session = rt.peers.get(session_id)
         if session.kind != SessionKind.LISTENER:
             raise SessionNotFound(session_id)
-        rt.peers.switch(session_id, choice.channel)
+        channel, underneath = rt.peers.switch(session_id, choice.channel, choice.underneath)
     except (SessionNotFound, UnknownChannel):
         raise ApiError(404, "no such listener session") from None
-    return ChannelNow(channel=choice.channel)
+    except NoUnderneathTrack as exc:
+        raise ApiError(400, str(exc)) from None
+    # A one-track session answers exactly as before the second track existed.
+    return ChannelNow(channel=channel, underneath=underneath if session.under else None)
 
 
 @router.delete(
