@@ -35,6 +35,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             help="offer ICE host candidates only on ADDR (repeatable); "
             "defaults to the listening address when it is loopback",
         )
+        p.add_argument(
+            "--recordings", type=Path, default=Path("recordings"), help="recordings directory"
+        )
+        p.add_argument(
+            "--public-url",
+            metavar="URL",
+            help="the server's address as listeners reach it (behind a proxy: "
+            "https://interp.example.org); the room's QR code links there",
+        )
         p.add_argument("--log-level", default="info")
     return parser.parse_args(argv)
 
@@ -47,10 +56,19 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"interp-router: {exc}", file=sys.stderr)
         return 2
+    if args.public_url and not args.public_url.startswith(("http://", "https://")):
+        print("interp-router: --public-url must start with http:// or https://", file=sys.stderr)
+        return 2
     from router.app import create_app
 
     ice_hosts = args.ice_host or default_host_addresses(args.host, config.ice.host_addresses)
-    app = create_app(config, ice_hosts=ice_hosts, demo=args.command == "demo")
+    app = create_app(
+        config,
+        ice_hosts=ice_hosts,
+        demo=args.command == "demo",
+        recordings=args.recordings,
+        public_url=args.public_url,
+    )
     if args.command == "demo":
         print(f"Demo event: open http://{args.host}:{args.port}/ and pick a language.", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

@@ -6,15 +6,18 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
 from router.config import EventConfig
 from router.media.clock import Clock
 from router.media.jitter import install_audio_jitter_buffer
+from router.monitoring.console import TechConsole
+from router.monitoring.metrics import metrics_registry
 from router.runtime import EventRuntime
 from router.signalling.ice import restrict_host_candidates
-from router.web import api, whep, whip
+from router.web import api, floor, media, room, tech, whep, whip
 from router.web.errors import install_error_handlers
 from router.web.pages import mount_pages
 
@@ -31,15 +34,19 @@ def create_app(
     ice_hosts: Sequence[str] = (),
     demo: bool = False,
     clock: Clock | None = None,
+    recordings: Path = Path("recordings"),
+    public_url: str | None = None,
 ) -> FastAPI:
     """Build the app; nothing runs until the lifespan starts."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         install_audio_jitter_buffer()
-        restore_ice = restrict_host_candidates(ice_hosts) if ice_hosts else None
         rt: EventRuntime = app.state.runtime
+        await rt.start_inputs()  # RTP ports: a port that cannot be had stops the server
+        restore_ice = restrict_host_candidates(ice_hosts) if ice_hosts else None
         engine_task = asyncio.create_task(rt.engine.run(), name="engine")
+        console_task = asyncio.create_task(app.state.console.run(), name="console")
         demo_sources = None
         if demo:
             from router.demo.sources import DemoSources
@@ -52,9 +59,12 @@ def create_app(
             if demo_sources is not None:
                 await demo_sources.stop()
             await rt.peers.close_all()
-            engine_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await engine_task
+            rt.close_inputs()
+            app.state.console.close()  # finishes every recording
+            for task in (console_task, engine_task):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if restore_ice is not None:
                 restore_ice()
 
@@ -65,9 +75,16 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = EventRuntime.build(config, clock)
+    app.state.public_url = public_url  # the listener link's base in QR codes; None: per request
+    app.state.console = TechConsole(app.state.runtime, recordings)
+    app.state.metrics = metrics_registry(app.state.console)
     install_error_handlers(app)
     app.include_router(whip.router)
     app.include_router(whep.router)
     app.include_router(api.router)
+    app.include_router(room.router)
+    app.include_router(tech.router)
+    app.include_router(floor.router)
+    app.include_router(media.router)
     mount_pages(app)
     return app

@@ -5,6 +5,7 @@ A broken file stops the server before it binds a port, with a message that names
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import tomllib
 from pathlib import Path
@@ -110,6 +111,42 @@ class Limits(_Strict):
     max_listeners: int = Field(2000, ge=1)
 
 
+class MediaSettings(_Strict):
+    # Files the technician can play into the floor (the video message); a relative path is
+    # relative to the event file's folder. Only files directly inside it can be played.
+    directory: Path = Path("media")
+
+
+class RtpInput(_Strict):
+    """Plain RTP from a sound desk or another system, received as a floor source."""
+
+    id: Ident
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1024, le=65535)
+    codec: Literal["opus", "L16", "L24"] = "opus"
+    # None accepts any payload type; set it to drop everything else (RTCP is always ignored).
+    payload_type: int | None = Field(None, ge=0, le=127)
+    channels: int = Field(1, ge=1, le=2)
+    sample_rate: int = Field(48000, ge=8000, le=192000)  # L16/L24; Opus is always 48 kHz
+    # The room's own sound (a desk feed): kept out of the room's return like the floor station.
+    in_room: bool = True
+
+    @field_validator("host")
+    @classmethod
+    def _ip_address(cls, v: str) -> str:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            raise ValueError("must be an IP address to listen on, e.g. 127.0.0.1") from None
+        return v
+
+    @model_validator(mode="after")
+    def _opus_rate(self) -> RtpInput:
+        if self.codec == "opus" and self.sample_rate != 48000:
+            raise ValueError("sample_rate: Opus RTP is always 48000")
+        return self
+
+
 class EventConfig(_Strict):
     event: EventInfo
     audio: AudioSettings = AudioSettings()
@@ -119,6 +156,8 @@ class EventConfig(_Strict):
     booths: dict[Ident, Booth]
     panellists: dict[Ident, Panellist] = {}
     limits: Limits = Limits()
+    media: MediaSettings = MediaSettings()
+    rtp_inputs: list[RtpInput] = []
 
     @model_validator(mode="after")
     def _consistent(self) -> EventConfig:
@@ -145,6 +184,15 @@ class EventConfig(_Strict):
             secrets.append(self.tokens.listener)
         if len(set(secrets)) != len(secrets):
             raise ValueError("tokens: every role and booth needs its own distinct token")
+        seen_ids: set[str] = set()
+        seen_ports: set[tuple[str, int]] = set()
+        for i, rtp in enumerate(self.rtp_inputs):
+            if rtp.id in seen_ids:
+                raise ValueError(f"rtp_inputs.{i}.id: {rtp.id!r} is used twice")
+            if (rtp.host, rtp.port) in seen_ports:
+                raise ValueError(f"rtp_inputs.{i}.port: {rtp.host}:{rtp.port} is used twice")
+            seen_ids.add(rtp.id)
+            seen_ports.add((rtp.host, rtp.port))
         return self
 
     @property
@@ -168,7 +216,11 @@ def load_config(path: Path) -> EventConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the event config: {exc.strerror}") from exc
-    return parse_config(text, str(path))
+    config = parse_config(text, str(path))
+    if not config.media.directory.is_absolute():
+        media = config.media.model_copy(update={"directory": path.parent / config.media.directory})
+        config = config.model_copy(update={"media": media})
+    return config
 
 
 def _describe(exc: ValidationError) -> str:

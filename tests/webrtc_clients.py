@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import time
 from dataclasses import dataclass, field
@@ -51,9 +52,10 @@ class SineTrack(MediaStreamTrack):
 class Recorder:
     """Consumes a received track: mono blocks with their arrival times."""
 
-    blocks: list[np.ndarray] = field(default_factory=list)
-    arrivals: list[float] = field(default_factory=list)
-    task: asyncio.Task | None = None
+    # repr=False: asyncio formats a finished task's result, and that would be all the audio
+    blocks: list[np.ndarray] = field(default_factory=list, repr=False)
+    arrivals: list[float] = field(default_factory=list, repr=False)
+    task: asyncio.Task | None = field(default=None, repr=False)
 
     def start(self, track: MediaStreamTrack) -> None:
         self.task = asyncio.ensure_future(self._run(track))
@@ -99,6 +101,8 @@ class Peer:
         await self.pc.close()
         if self.heard.task:
             self.heard.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.heard.task
 
 
 async def _offer(pc: RTCPeerConnection) -> str:

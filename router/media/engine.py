@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -19,13 +19,14 @@ import numpy as np
 from router.media.clock import Clock
 from router.media.encoder import OpusFeedEncoder
 from router.media.fanout import PacketSink
-from router.media.inputs import SAMPLES_PER_BLOCK, SourceBuffer
+from router.media.inputs import SAMPLES_PER_BLOCK, BlockSource, SourceBuffer
 from router.media.mixer import (
     FLOOR,
     MixMatrix,
     MixPlan,
     build_matrix,
     feed_gains,
+    minus_ids,
     mix,
     to_int16,
 )
@@ -38,10 +39,13 @@ class SourceRole(StrEnum):
     ROOM = "room"  # the sound desk feed
     PANELLIST = "panellist"
     MEDIA = "media"  # video message, files
+    REMOTE = "remote"  # another system over RTP, heard in the room like a panellist
     SEAT = "seat"  # an interpreter seat
 
 
-FLOOR_ROLES = frozenset({SourceRole.ROOM, SourceRole.PANELLIST, SourceRole.MEDIA})
+FLOOR_ROLES = frozenset(
+    {SourceRole.ROOM, SourceRole.PANELLIST, SourceRole.MEDIA, SourceRole.REMOTE}
+)
 
 
 class Layer(StrEnum):
@@ -52,10 +56,11 @@ class Layer(StrEnum):
 
 @dataclass(frozen=True)
 class Feed:
-    """What a consumer hears: a channel, optionally without one source (mix-minus)."""
+    """What a consumer hears: a channel, optionally without one source or a set of sources
+    (mix-minus: a panellist without their own voice, the room without anything from the room)."""
 
     channel: str
-    minus: str | None = None
+    minus: str | frozenset[str] | None = None
     layer: Layer = Layer.FULL
 
 
@@ -73,6 +78,8 @@ class EngineSettings:
     bed_gain: float = 0.1
     opus_bitrate: int = 32000
     opus_packet_loss_percent: int = 10
+    languages: Mapping[str, str] = field(default_factory=dict)  # channel -> language code
+    floor_language: str | None = None
 
 
 @dataclass
@@ -87,7 +94,7 @@ class EngineStats:
 @dataclass
 class _Source:
     role: SourceRole
-    buffer: SourceBuffer
+    buffer: BlockSource
 
 
 @dataclass
@@ -108,6 +115,7 @@ class Engine:
         self.stats = EngineStats()
         self._sources: dict[str, _Source] = {}
         self._live: dict[str, str] = {}
+        self._floor_language = settings.floor_language
         self._gains: dict[str, float] = {}
         self._feeds: dict[Feed, _FeedState] = {}
         self._sink_feed: dict[PacketSink, Feed] = {}
@@ -123,11 +131,15 @@ class Engine:
     ) -> SourceBuffer:
         """Register (or replace) a source; returns the buffer ingest must fill."""
         buf = buffer or SourceBuffer()
-        self._sources[source_id] = _Source(role, buf)
-        self._invalidate()
+        self.attach(source_id, role, buf)
         return buf
 
-    def remove_source(self, source_id: str, buffer: SourceBuffer | None = None) -> None:
+    def attach(self, source_id: str, role: SourceRole, source: BlockSource) -> None:
+        """Register (or replace) a source that makes its own blocks (a file player)."""
+        self._sources[source_id] = _Source(role, source)
+        self._invalidate()
+
+    def remove_source(self, source_id: str, buffer: BlockSource | None = None) -> None:
         """Remove a source; with `buffer`, only if it is still that buffer (not a newer one)."""
         src = self._sources.get(source_id)
         if src is None or (buffer is not None and src.buffer is not buffer):
@@ -141,8 +153,11 @@ class Engine:
     def source_ids(self) -> list[str]:
         return list(self._sources)
 
-    def buffer(self, source_id: str) -> SourceBuffer:
+    def buffer(self, source_id: str) -> BlockSource:
         return self._sources[source_id].buffer
+
+    def role(self, source_id: str) -> SourceRole:
+        return self._sources[source_id].role
 
     def set_gain(self, source_id: str, gain: float) -> None:
         self._gains[source_id] = gain
@@ -162,6 +177,25 @@ class Engine:
 
     def live_source(self, channel: str) -> str | None:
         return self._live.get(channel)
+
+    @property
+    def floor_language(self) -> str | None:
+        return self._floor_language
+
+    def set_floor_language(self, language: str | None) -> None:
+        """The language spoken on the floor now: its channels carry the floor (auto-floor)."""
+        self._floor_language = language
+        self._invalidate()
+
+    def auto_floor_channels(self) -> frozenset[str]:
+        """Channels in the floor language: they carry the floor even with a seat live."""
+        if self._floor_language is None:
+            return frozenset()
+        return frozenset(
+            ch
+            for ch, lang in self.settings.languages.items()
+            if lang == self._floor_language and ch != FLOOR
+        )
 
     # --- consumers -----------------------------------------------------------------------
 
@@ -270,9 +304,18 @@ class Engine:
         if feed.layer is Layer.VOICE and (live is None or self.settings.bed_gain == 0.0):
             feed = Feed(feed.channel, feed.minus)
         if feed.minus is not None:
-            c = matrix.column(feed.minus)
-            if c is None or matrix.gains[matrix.row(feed.channel), c] == 0.0:
+            # Keep only what is really in the mix, so equal mixes share one encode.
+            row = matrix.gains[matrix.row(feed.channel)]
+            heard = []
+            for source in minus_ids(feed.minus):
+                c = matrix.column(source)
+                if c is not None and row[c] != 0.0:
+                    heard.append(source)
+            if not heard:
                 return Feed(feed.channel, layer=feed.layer)
+            minus = heard[0] if len(heard) == 1 else frozenset(heard)
+            if minus != feed.minus:
+                return Feed(feed.channel, minus, feed.layer)
         return feed
 
     def _drop_idle_encoders(self, used: Iterable[Feed]) -> None:
@@ -291,6 +334,7 @@ class Engine:
                 live=dict(self._live),
                 bed_gain=self.settings.bed_gain,
                 input_gains=dict(self._gains),
+                auto_floor=self.auto_floor_channels(),
             )
             self._matrix = build_matrix(plan, list(self._sources))
             self._blocks = np.zeros((len(self._sources), SAMPLES_PER_BLOCK), dtype=np.float32)

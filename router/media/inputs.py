@@ -1,18 +1,30 @@
 """Per-source receive buffer between ingest (any rate, any timing) and the engine tick.
 
-Bounded, drop-oldest, with counters; keeps latency low by dropping blocks that arrive after
-their ticks were already concealed, and by trimming a standing backlog; conceals a short gap
-with a faded repeat of the last block.
+Bounded, drop-oldest, with counters. Latency stays low and steady in three ways:
+
+- clock drift (a sender whose clock runs a little fast or slow) is absorbed by resampling the
+  source very slightly (linear interpolation, at most ``max_adjust`` = 0.5 %): the lowest fill
+  level of each 1 s window is kept between ``low_depth`` and ``high_depth`` by a slow PI
+  loop, so the level converges without ever dropping or repeating a block (which clicks);
+- a standing backlog too large for that (a burst after a stall) is cut by a block per window,
+  and a burst in the first second of a stream (nothing to click yet) at once;
+- blocks that arrive after their ticks were already concealed are skipped (debt repayment).
+
+A short gap is concealed with a faded repeat of the last block.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 SAMPLES_PER_BLOCK = 960  # 20 ms at 48 kHz
+_RAMP = np.arange(SAMPLES_PER_BLOCK, dtype=np.float64)
+_RAMP.flags.writeable = False
 
 
 @dataclass
@@ -25,6 +37,17 @@ class BufferStats:
     trimmed: int = 0  # blocks dropped to cut a standing backlog
 
 
+class BlockSource(Protocol):
+    """What the engine pulls one 20 ms block from per tick (a receive buffer, a file player)."""
+
+    stats: BufferStats
+
+    @property
+    def depth(self) -> int: ...
+
+    def pull(self) -> np.ndarray | None: ...
+
+
 class SourceBuffer:
     def __init__(
         self,
@@ -33,30 +56,59 @@ class SourceBuffer:
         target_depth: int = 2,
         trim_window: int = 50,
         max_conceal: int = 2,
+        max_adjust: float = 0.005,
+        low_depth: float = 1.75,
+        high_depth: float = 3.0,
+        kp: float = 0.004,
+        ki: float = 0.0002,
+        smoothing: float = 0.3,
     ) -> None:
         self._blocks: deque[np.ndarray] = deque()
+        self._samples = 0  # samples held in _blocks
+        self._offset = 0.0  # read position inside the head block (fractional while adapting)
         self._capacity = capacity
         self._prefetch = prefetch
         self._target = target_depth
         self._trim_window = trim_window
         self._max_conceal = max_conceal
+        self._max_adjust = max_adjust
+        self._low = min(low_depth, float(target_depth))
+        self._high = max(high_depth, float(target_depth))
+        self._kp = kp  # ratio change per block of level error
+        self._ki = ki  # ratio change per block of level error per window
+        self._smoothing = smoothing  # of the window minima (1: none)
+        self._lowest = float(prefetch)
+        self._integral = 0.0
+        self._ratio = 1.0  # input samples consumed per output sample
         self._primed = False
         self._last: np.ndarray | None = None
         self._concealing = 0
         self._debt = 0  # ticks played without a real block since the last one
         self._window_pulls = 0
-        self._window_min = capacity
+        self._window_min = math.inf
         self.stats = BufferStats()
 
     @property
     def depth(self) -> int:
-        return len(self._blocks)
+        """Whole blocks waiting to be played."""
+        return int(self.level)
+
+    @property
+    def level(self) -> float:
+        """Blocks waiting to be played, with the fraction of a partly played block."""
+        return (self._samples - self._offset) / SAMPLES_PER_BLOCK
+
+    @property
+    def ratio(self) -> float:
+        """The current resampling ratio: above 1 plays faster (the source's clock runs fast)."""
+        return self._ratio
 
     def push(self, block: np.ndarray) -> None:
         if len(self._blocks) >= self._capacity:
-            self._blocks.popleft()
+            self._drop_head()
             self.stats.overruns += 1
         self._blocks.append(block)
+        self._samples += len(block)
         self.stats.pushed += 1
         if not self._primed and len(self._blocks) >= self._prefetch:
             self._primed = True
@@ -64,11 +116,13 @@ class SourceBuffer:
     def pull(self) -> np.ndarray | None:
         """One block for this tick, a concealment block, or None (silence)."""
         if self._primed:
-            self._track_backlog()
-            if self._blocks:
+            self._track_level()
+            if self._available() >= self._needed():
+                if self.stats.pulled < self._trim_window:
+                    self._start_at_target()
                 self._repay_debt()
                 self._concealing = 0
-                block = self._blocks.popleft()
+                block = self._read()
                 self._last = block
                 self.stats.pulled += 1
                 return block
@@ -85,24 +139,110 @@ class SourceBuffer:
             return self._last
         return None
 
+    # --- reading -------------------------------------------------------------------------
+
+    def _available(self) -> float:
+        return self._samples - self._offset
+
+    def _needed(self) -> float:
+        # A block's worth of input; a fractional sample missing at the very end is held.
+        return min(self._ratio, 1.0) * SAMPLES_PER_BLOCK
+
+    def _read(self) -> np.ndarray:
+        if self._ratio == 1.0 and self._offset == 0.0:
+            block = self._blocks.popleft()  # the common case: the very block that came in
+            self._samples -= len(block)
+            return block
+        positions = self._offset + self._ratio * _RAMP
+        last = int(positions[-1]) + 2
+        span: list[np.ndarray] = []
+        have = 0
+        for b in self._blocks:
+            span.append(b)
+            have += len(b)
+            if have >= last:
+                break
+        samples = np.concatenate(span) if len(span) > 1 else span[0]
+        end = len(samples) - 1
+        index = positions.astype(np.int64)
+        frac = (positions - index).astype(np.float32)
+        # Past the end of what arrived, hold the last sample: off by less than one sample step.
+        here = samples[np.minimum(index, end)]
+        after = samples[np.minimum(index + 1, end)]
+        out = here + frac * (after - here)
+        self._skip(self._ratio * SAMPLES_PER_BLOCK)
+        return out.astype(np.float32, copy=False)
+
+    def _drop_head(self) -> None:
+        # The audio jumps here anyway: the next block starts from its beginning.
+        self._samples -= len(self._blocks.popleft())
+        self._offset = 0.0
+
+    # --- latency control -----------------------------------------------------------------
+
     def _repay_debt(self) -> None:
         # Ticks already covered by concealment or silence must not be played late as well:
         # after a gap (a loss the jitter buffer waited for, a stall) the blocks arrive together,
         # and playing them all would keep the latency of the gap.
         if self._debt:
-            excess = min(self._debt, len(self._blocks) - self._target)
-            for _ in range(max(excess, 0)):
-                self._blocks.popleft()
-                self.stats.trimmed += 1
+            excess = min(self._debt * SAMPLES_PER_BLOCK, self._available() - self._target_samples)
+            if excess > 0:
+                self._skip(excess)
+                self.stats.trimmed += max(1, round(excess / SAMPLES_PER_BLOCK))
             self._debt = 0
 
-    def _track_backlog(self) -> None:
-        # The smallest depth seen over a window is latency nobody needs: cut one block of it.
-        self._window_min = min(self._window_min, len(self._blocks))
+    def _start_at_target(self) -> None:
+        # In the first second of a stream a click does not matter and the backlog of a burst
+        # as the connection came up is common: cut it at once instead of resampling it away.
+        excess = self._available() - self._target_samples
+        if excess > 2 * SAMPLES_PER_BLOCK:
+            self._skip(excess)
+            self.stats.trimmed += round(excess / SAMPLES_PER_BLOCK)
+
+    @property
+    def _target_samples(self) -> float:
+        return self._target * SAMPLES_PER_BLOCK
+
+    def _skip(self, samples: float) -> None:
+        # Moving the read position is exact to the sample: no block granularity.
+        self._offset += samples
+        while self._blocks and self._offset >= len(self._blocks[0]):
+            self._offset -= len(self._blocks[0])
+            self._samples -= len(self._blocks.popleft())
+        if not self._blocks:
+            self._offset = 0.0
+
+    def _track_level(self) -> None:
+        # The lowest level of a window is the cushion the source really keeps: arrival jitter
+        # only adds to it. Drift moves it slowly, whole-block arrivals ripple it. A slow PI
+        # loop keeps it between low and high: the integral learns the source's clock rate
+        # (a source 0.1 % fast settles near ratio 1.001) and inside the band nothing changes,
+        # so a steady source stays bit-exact. A backlog beyond what ±0.5 % absorbs in
+        # reasonable time (a burst after a stall) is cut by one block per window instead.
+        self._window_min = min(self._window_min, self.level)
         self._window_pulls += 1
-        if self._window_pulls >= self._trim_window:
-            if self._window_min > self._target:
-                self._blocks.popleft()
-                self.stats.trimmed += 1
-            self._window_pulls = 0
-            self._window_min = self._capacity
+        if self._window_pulls < self._trim_window:
+            return
+        lowest = self._window_min
+        self._window_pulls = 0
+        self._window_min = math.inf
+        if lowest > self._high + 1.5 and len(self._blocks) > 1:
+            self._drop_head()
+            self.stats.trimmed += 1
+            lowest -= 1.0
+        self._lowest += (lowest - self._lowest) * self._smoothing
+        lowest = self._lowest
+        if lowest > self._high:
+            error = lowest - self._high
+        elif lowest < self._low:
+            error = lowest - self._low
+        else:
+            error = 0.0
+        limit = self._max_adjust
+        self._integral = max(-limit, min(limit, self._integral + self._ki * error))
+        adjust = max(-limit, min(limit, self._integral + self._kp * error))
+        if adjust == 0.0 and self._ratio != 1.0:
+            # Back to bit-exact playback: round the read position to a whole sample (a shift
+            # of at most half a sample, inaudible).
+            self._skip(round(self._offset) - self._offset)
+        self._ratio = 1.0 + adjust

@@ -1,13 +1,15 @@
 """Mixing rules as pure functions: a plan becomes a gain matrix, blocks become channel blocks.
 
 Floor = room feed + remote panellists + media. Channel X = the seat live into X plus the floor
-at the bed gain; with no live seat, X carries the floor at full level (auto-floor).
+at the bed gain; with no live seat, X carries the floor at full level (auto-floor). A channel
+in the floor's own language is auto-floor even with a seat live: its booth has nothing to
+interpret while its language is spoken, and the listeners hear the speaker, not a booth.
 Mixing stays in float32; only the final conversion to int16 saturates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +24,7 @@ class MixPlan:
     live: Mapping[str, str] = field(default_factory=dict)  # channel -> live source
     bed_gain: float = 0.1
     input_gains: Mapping[str, float] = field(default_factory=dict)
+    auto_floor: frozenset[str] = frozenset()  # channels in the floor language: floor only
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ def build_matrix(plan: MixPlan, sources: Sequence[str]) -> MixMatrix:
         if s in col:
             floor_row[col[s]] = plan.input_gains.get(s, 1.0)
     for r, ch in enumerate(channels):
-        live = plan.live.get(ch) if ch != FLOOR else None
+        live = plan.live.get(ch) if ch != FLOOR and ch not in plan.auto_floor else None
         if live is None or live not in col:
             gains[r] = floor_row
         else:
@@ -69,12 +72,16 @@ def mix(blocks: np.ndarray, matrix: MixMatrix) -> np.ndarray:
 
 
 def feed_gains(
-    matrix: MixMatrix, channel: str, minus: str | None = None, voice_only: bool = False
+    matrix: MixMatrix,
+    channel: str,
+    minus: str | Iterable[str] | None = None,
+    voice_only: bool = False,
 ) -> np.ndarray:
     """Per-source gains of one feed of a channel.
 
-    `minus` removes one source (a return feed never carries its own voice); `voice_only` keeps
-    just the live seat, without the floor bed (auto-floor channels are unchanged).
+    `minus` removes one source or several (a return feed never carries its own voice; the
+    room's return carries nothing picked up in the room); `voice_only` keeps just the live
+    seat, without the floor bed (auto-floor channels are unchanged).
     """
     row = matrix.gains[matrix.row(channel)]
     live = matrix.live.get(channel)
@@ -83,10 +90,19 @@ def feed_gains(
         gains[live] = row[live]
     else:
         gains = row.copy()
-    c = matrix.column(minus) if minus is not None else None
-    if c is not None:
-        gains[c] = 0.0
+    for source in minus_ids(minus):
+        c = matrix.column(source)
+        if c is not None:
+            gains[c] = 0.0
     return gains
+
+
+def minus_ids(minus: str | Iterable[str] | None) -> tuple[str, ...]:
+    if minus is None:
+        return ()
+    if isinstance(minus, str):
+        return (minus,)
+    return tuple(sorted(minus))
 
 
 def to_int16(block: np.ndarray) -> np.ndarray:

@@ -127,6 +127,7 @@ class TechConsole:
         stats = engine.stats
         ticks = max(stats.ticks, 1)
         recording = self.recording.current
+        floor_language_channels = engine.auto_floor_channels()
         return {
             "event": rt.config.event.name,
             "floor_language": rt.config.event.floor_language,
@@ -135,7 +136,9 @@ class TechConsole:
                     "id": cid,
                     "name": ch.name,
                     "live_seat": live_by_channel.get(cid),
-                    "auto_floor": cid != FLOOR and cid not in live_by_channel,
+                    # the floor at full level: nobody live, or its language is spoken on the floor
+                    "auto_floor": cid != FLOOR
+                    and (cid not in live_by_channel or cid in floor_language_channels),
                     "listeners": listeners.get(cid, 0),
                 }
                 for cid, ch in rt.config.channels.items()

@@ -19,6 +19,17 @@ async def listener_page() -> FileResponse:
     return FileResponse(WEB_CLIENT / "index.html", media_type="text/html")
 
 
+@router.get("/panellist/{panellist_id}")
+async def panellist_page(panellist_id: str) -> FileResponse:
+    # The page asks /api/panellists/{id} with its token; an unknown id is shown there.
+    return FileResponse(WEB_CLIENT / "panellist.html", media_type="text/html")
+
+
+@router.get("/floor")
+async def floor_page() -> FileResponse:
+    return FileResponse(WEB_CLIENT / "floor.html", media_type="text/html")
+
+
 def mount_pages(app: FastAPI) -> None:
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=WEB_CLIENT), name="static")
