@@ -145,3 +145,45 @@ async def _next_levels(ws, predicate, frames=100):
         if frame["type"] == "levels" and predicate(frame["levels"]):
             return frame["levels"]
     raise AssertionError("the expected levels never came")
+
+
+@pytest.mark.webrtc
+async def test_monitor_any_input_alone(server):
+    http = server.http
+    floor = await publish(http, "/whip/floor", "floor-demo-token", 440)
+    fr = await publish(http, "/whip/booth/fr/fr1", "booth-fr-demo-token", 660)
+    try:
+        await poll(lambda: _flowing(server, ["room", "seat:fr:fr1"]))
+        r = await http.post(
+            "/whep/monitor/seat:fr:fr1",
+            content="v=0",
+            headers={"Content-Type": "application/sdp", **FR},
+        )
+        assert r.status_code == 403
+        r = await http.post(
+            "/whep/monitor/nobody",
+            content="v=0",
+            headers={"Content-Type": "application/sdp", **TECH},
+        )
+        assert r.status_code == 404
+        # the seat is not live: no channel carries it, the monitor does
+        seat = await listen(http, "monitor/seat:fr:fr1", token="technician-demo-token")
+        room = await listen(http, "monitor/room", token="technician-demo-token")
+        try:
+            await seat.heard.wait_for(20)
+            await room.heard.wait_for(20)
+            heard_seat = await seat.heard.collect(40)
+            heard_room = await room.heard.collect(40)
+            assert tone_db(heard_seat, 660) > -25 and tone_db(heard_seat, 440) < -50
+            assert tone_db(heard_room, 440) > -25 and tone_db(heard_room, 660) < -50
+            status = (await http.get("/api/tech/status", headers=TECH)).json()
+            assert all(c["listeners"] == 0 for c in status["channels"]), (
+                "monitors are not listeners"
+            )
+            assert (await http.delete(seat.location)).status_code == 204
+        finally:
+            await seat.close()
+            await room.close()
+    finally:
+        await floor.close()
+        await fr.close()

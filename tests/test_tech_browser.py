@@ -40,6 +40,22 @@ async def test_console_meter_moves_when_a_tone_starts(server):
             await page.wait_for_function(
                 "document.querySelector('#routing').textContent.includes('room')"
             )
+            # floor language and media playback from the console
+            await page.get_by_label("Floor language").select_option("fr")
+            await page.wait_for_function(
+                "document.querySelector('#floor-language').textContent === 'fr'"
+            )
+            assert server.runtime.engine.floor_language == "fr"
+            await page.get_by_label("Media file").select_option("video_message.opus")
+            await page.get_by_role("button", name="Play into the floor").click()
+            await page.wait_for_function(
+                "document.querySelector('#media-state').textContent.includes('video_message')"
+            )
+            assert server.runtime.engine.has_source("media")
+            await page.get_by_role("button", name="Stop", exact=True).click()
+            await page.wait_for_function(
+                "document.querySelector('#media-state').textContent.startsWith('stopped')"
+            )
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "tech-console.png"), full_page=True)
         finally:

@@ -188,10 +188,53 @@
     const e = status.engine;
     $("engine").textContent = `Engine: ${e.ticks} ticks, ${e.late_ticks} late, ${e.errors} errors, ` +
       `tick CPU mean ${e.tick_cpu_ms_mean} ms, max ${e.tick_cpu_ms_max} ms`;
+    renderMonitorChoices(status);
+    refreshMedia().catch(() => {});
+  }
+
+  // Channels and every connected input; values "ch:<id>" or "in:<source>".
+  function renderMonitorChoices(status) {
     const select = $("monitor-channel");
-    if (select.options.length <= 1) {
-      for (const ch of status.channels) select.append(new Option(ch.name, ch.id));
+    const wanted = ["", ...status.channels.map((c) => `ch:${c.id}`), ...status.inputs.map((i) => `in:${i.id}`)];
+    const have = [...select.options].map((o) => o.value);
+    if (wanted.join() === have.join()) return;
+    const value = select.value;
+    select.replaceChildren(new Option("off", ""),
+      ...status.channels.map((c) => new Option(`channel: ${c.name}`, `ch:${c.id}`)),
+      ...status.inputs.map((i) => new Option(`input: ${i.id}`, `in:${i.id}`)));
+    select.value = wanted.includes(value) ? value : "";
+  }
+
+  // --- floor language and media -----------------------------------------------------------
+  async function setupFloorControls() {
+    const event = await fetch("/api/event").then((r) => r.json());
+    const select = $("floor-lang");
+    const languages = event.channels.filter((c) => c.language);
+    for (const c of languages) select.append(new Option(`${c.name} (${c.language})`, c.language));
+    select.value = event.floor_language;
+    select.onchange = () => api("/api/floor/language", { method: "PUT", json: { language: select.value } })
+      .then((f) => { $("floor-language").textContent = f.language; })
+      .catch((e) => alert(e.message));
+    $("media-play").onclick = () => api("/api/media/play", {
+      method: "POST", json: { file: $("media-file").value, loop: $("media-loop").checked },
+    }).then(showMedia).catch((e) => alert(e.message));
+    $("media-stop").onclick = () => api("/api/media/stop", { method: "POST" }).then(showMedia).catch((e) => alert(e.message));
+  }
+
+  function showMedia(p) {
+    const pos = (x) => (x == null ? "–" : `${Math.floor(x / 60)}:${String(Math.floor(x % 60)).padStart(2, "0")}`);
+    $("media-state").textContent = p.state === "playing"
+      ? `▶ ${p.file} ${pos(p.position)} / ${pos(p.duration)}${p.loop ? " (loop)" : ""}`
+      : `stopped${p.file ? ` (${p.file})` : ""}`;
+  }
+
+  async function refreshMedia() {
+    const overview = await api("/api/media");
+    const select = $("media-file");
+    if (select.options.length !== overview.files.length) {
+      select.replaceChildren(...overview.files.map((f) => new Option(f, f)));
     }
+    showMedia(overview.playback);
   }
 
   function renderSeats(seats) {
@@ -277,7 +320,7 @@
     left.forEach((node, i) => {
       const ny = y(i, left.length);
       if (node.seat) {
-        if (node.seat.live) root.append(svg("path", { class: "wire live", d: `M170 ${ny} C 400 ${ny}, 400 ${chY[node.seat.channel]}, 560 ${chY[node.seat.channel]}` }));
+        if (node.seat.live) root.append(svg("path", { class: "wire live", d: `M170 ${ny} C 400 ${ny}, 400 ${chY[node.seat.channel]}, 520 ${chY[node.seat.channel]}` }));
       } else {
         root.append(svg("path", { class: "wire", d: `M170 ${ny} C 220 ${ny}, 220 ${floorY}, 280 ${floorY}` }));
       }
@@ -289,10 +332,11 @@
     for (const c of status.channels) {
       const cy = chY[c.id];
       const cls = c.id === "floor" || c.auto_floor ? "wire" : "wire bed";
-      root.append(svg("path", { class: cls, d: `M370 ${floorY} C 460 ${floorY}, 460 ${cy}, 560 ${cy}` }));
-      root.append(svg("rect", { class: `node ${c.live_seat ? "live" : ""}`, x: 560, y: cy - 12, width: 150, height: 24, rx: 4 }));
-      const tag = c.live_seat ? `live: ${c.live_seat}` : c.id === "floor" ? "" : "auto-floor";
-      root.append(svg("text", { x: 566, y: cy + 4 }, `${c.name} · ${c.listeners} listening ${tag}`));
+      root.append(svg("path", { class: cls, d: `M370 ${floorY} C 440 ${floorY}, 440 ${cy}, 520 ${cy}` }));
+      root.append(svg("rect", { class: `node ${c.live_seat ? "live" : ""}`, x: 520, y: cy - 12, width: 195, height: 24, rx: 4 }));
+      const tag = c.auto_floor ? "auto-floor" : c.live_seat ? `live: ${c.live_seat}` : "";
+      const label = `${c.name} · ${c.listeners} ${c.listeners === 1 ? "listener" : "listeners"}`;
+      root.append(svg("text", { x: 526, y: cy + 4 }, tag ? `${label} · ${tag}` : label));
     }
   }
 
@@ -366,13 +410,15 @@
 
   // --- monitor: listen to a channel over WHEP, like a listener -------------------------------
   $("monitor-channel").addEventListener("change", async (ev) => {
-    const channel = ev.target.value;
+    const choice = ev.target.value;
     if (state.monitor) {
       fetch(state.monitor.location, { method: "DELETE" }).catch(() => {});
       state.monitor.pc.close();
       state.monitor = null;
     }
-    if (!channel) return;
+    if (!choice) return;
+    const [kind, id] = choice.split(/:(.*)/s);
+    const path = kind === "in" ? `/whep/monitor/${encodeURIComponent(id)}` : `/whep/${id}`;
     const event = await fetch("/api/event").then((r) => r.json());
     const pc = new RTCPeerConnection({ iceServers: event.ice_servers });
     pc.addTransceiver("audio", { direction: "recvonly" });
@@ -383,7 +429,7 @@
       pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && resolve();
       setTimeout(resolve, 2000);
     });
-    const r = await fetch(`/whep/${channel}`, { method: "POST", body: pc.localDescription.sdp,
+    const r = await fetch(path, { method: "POST", body: pc.localDescription.sdp,
       headers: { "Content-Type": "application/sdp", Authorization: `Bearer ${state.token}` } });
     if (r.status !== 201) { alert(`monitor: HTTP ${r.status}`); pc.close(); return; }
     await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
@@ -393,4 +439,5 @@
   setInterval(() => { $("clock").textContent = new Date().toLocaleTimeString(); }, 1000);
   if (state.token) connect(); else showLogin();
   if (state.token) refreshRecordings().catch(() => {});
+  setupFloorControls().catch(() => {});
 })();

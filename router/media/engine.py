@@ -62,6 +62,7 @@ class Feed:
     channel: str
     minus: str | frozenset[str] | None = None
     layer: Layer = Layer.FULL
+    solo: str | None = None  # one input alone, as it arrives (a technician's monitor)
 
 
 class TickTap(Protocol):
@@ -282,7 +283,10 @@ class Engine:
     def _encode(
         self, feed: Feed, mixed: np.ndarray, blocks: np.ndarray, matrix: MixMatrix, tick: int
     ) -> av.Packet | None:
-        if feed.minus is None and feed.layer is Layer.FULL:
+        solo = matrix.column(feed.solo) if feed.solo is not None else None
+        if solo is not None:
+            pcm = blocks[solo]
+        elif feed.minus is None and feed.layer is Layer.FULL:
             pcm = mixed[matrix.row(feed.channel)]
         else:
             voice_only = feed.layer is Layer.VOICE
@@ -298,6 +302,8 @@ class Engine:
 
     def _effective(self, feed: Feed, matrix: MixMatrix) -> Feed | None:
         """The feed that is actually encoded: equal mixes share one encode; None sends nothing."""
+        if feed.solo is not None:
+            return feed if matrix.column(feed.solo) is not None else None
         live = matrix.live.get(feed.channel)
         if feed.layer is Layer.UNDER:
             return Feed(FLOOR) if live is not None else None

@@ -20,6 +20,7 @@ from router.media.engine import Engine, Feed, Layer, SourceRole
 from router.media.fanout import PacketTrack
 from router.media.ingest import consume_track
 from router.media.inputs import SourceBuffer
+from router.media.mixer import FLOOR as FLOOR_CHANNEL
 from router.signalling.sdp import SdpError, check_audio_offer
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class SessionKind(StrEnum):
     PANELLIST = "panellist"
     SEAT = "seat"
     LISTENER = "listener"
+    MONITOR = "monitor"  # a technician listening to one input
 
 
 class SessionNotFound(LookupError):
@@ -132,6 +134,14 @@ class PeerManager:
         session.outgoing = outgoing
         session.under = under
         self._subscribe_listener(session, channel, underneath)
+        return session, answer
+
+    async def monitor(self, source_id: str, offer: str) -> tuple[Session, str]:
+        """Accept a WHEP offer for one input alone (the technician's monitor)."""
+        session, answer = await self.listen(FLOOR_CHANNEL, offer)
+        session.kind = SessionKind.MONITOR
+        assert session.outgoing is not None
+        self._engine.subscribe(session.outgoing, Feed(FLOOR_CHANNEL, solo=source_id))
         return session, answer
 
     def switch(

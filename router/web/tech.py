@@ -15,9 +15,11 @@ from pydantic import BaseModel, Field
 from router.control.booths import SeatNotFound
 from router.control.tokens import Role
 from router.monitoring.console import TechConsole
+from router.signalling.sdp import SdpError
 from router.web.errors import ApiError, error_responses
 from router.web.pages import WEB_CLIENT
-from router.web.requests import authenticate, read_json, require, runtime
+from router.web.requests import authenticate, read_json, read_sdp, require, runtime
+from router.web.whip import CREATED, SDP_BODY, created
 
 router = APIRouter(tags=["Technician"])
 AUTH_TIMEOUT = 10.0
@@ -127,6 +129,28 @@ async def tech_recording_file(request: Request, session: str, name: str) -> File
     if path is None:
         raise ApiError(404, "no such recording")
     return FileResponse(path, media_type="audio/ogg", filename=f"{session}-{name}")
+
+
+@router.post(
+    "/whep/monitor/{source_id}",
+    status_code=201,
+    summary="Monitor one input alone, as it arrives (WHEP, technician token)",
+    description="Like `POST /whep/{channel}`, for an input (`room`, `panellist:<id>`, "
+    "`seat:<booth>:<seat>`, `media`, `rtp:<id>`). End it with `DELETE {Location}`.",
+    openapi_extra=SDP_BODY,
+    responses={**CREATED, **error_responses(400, 401, 403, 404, 413, 415)},
+)
+async def tech_monitor(request: Request, source_id: str) -> Response:
+    technician(request)
+    rt = runtime(request)
+    if not rt.engine.has_source(source_id):
+        raise ApiError(404, f"no input {source_id!r} is connected")
+    offer = await read_sdp(request, rt.config.limits.max_sdp_bytes)
+    try:
+        session, answer = await rt.peers.monitor(source_id, offer)
+    except SdpError as exc:
+        raise ApiError(400, str(exc)) from None
+    return created(session, answer, "whep")
 
 
 @router.get("/tech", include_in_schema=False)

@@ -127,7 +127,7 @@ async def whep_delete(request: Request, session_id: str) -> Response:
         session = rt.peers.get(session_id)
     except SessionNotFound:
         raise ApiError(404, "no such session") from None
-    if session.kind != SessionKind.LISTENER:
+    if session.kind not in (SessionKind.LISTENER, SessionKind.MONITOR):
         raise ApiError(404, "no such listener session")
     await rt.peers.close(session_id)
     return Response(status_code=204)
