@@ -52,6 +52,18 @@ class RunningServer:
     def runtime(self):
         return self.app.state.runtime
 
+    async def wait_flowing(self, sources: set[str] | list[str], timeout: float = 10.0) -> None:
+        """Until every source is registered and has delivered some audio to its buffer."""
+        engine = self.runtime.engine
+        wanted = set(sources)
+        for _ in range(int(timeout / 0.05)):
+            if wanted <= set(engine.source_ids()) and all(
+                engine.buffer(s).stats.pushed > 10 for s in wanted
+            ):
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"sources not flowing: {wanted - set(engine.source_ids())}")
+
 
 async def start_server(app: FastAPI) -> tuple[uvicorn.Server, asyncio.Task, str]:
     port = free_port()

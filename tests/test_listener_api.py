@@ -88,17 +88,6 @@ async def listen_two(
     return TwoTrackListener(pc, resp.headers["location"], main, under)
 
 
-async def wait_flowing(server, sources: set[str], timeout: float = 10.0) -> None:
-    engine = server.runtime.engine
-    for _ in range(int(timeout / 0.05)):
-        if sources <= set(engine.source_ids()) and all(
-            engine.buffer(s).stats.pushed > 10 for s in sources
-        ):
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"sources not flowing: {sources - set(engine.source_ids())}")
-
-
 async def mic(http: httpx.AsyncClient, booth: str, seat: str, on: bool, headers) -> None:
     r = await http.post(f"/api/booths/{booth}/seats/{seat}/mic", json={"on": on}, headers=headers)
     assert r.status_code == 200, r.text
@@ -115,7 +104,7 @@ async def event(server):
     floor = await publish(http, "/whip/floor", "floor-demo-token", FLOOR_HZ)
     fr = await publish(http, "/whip/booth/fr/fr1", "booth-fr-demo-token", FR_HZ)
     es = await publish(http, "/whip/booth/es/es1", "booth-es-demo-token", ES_HZ)
-    await wait_flowing(server, {"room", "seat:fr:fr1", "seat:es:es1"})
+    await server.wait_flowing({"room", "seat:fr:fr1", "seat:es:es1"})
     await mic(http, "fr", "fr1", True, FR_TOKEN)
     yield server
     for peer in (floor, fr, es):
@@ -145,14 +134,14 @@ async def test_status_says_whether_the_event_started_and_who_listens(server):
     floor = None
     peers = []
     try:
-        await wait_flowing(server, {"seat:fr:fr1"})
+        await server.wait_flowing({"seat:fr:fr1"})
         await mic(http, "fr", "fr1", True, FR_TOKEN)
         status = (await http.get("/api/status")).json()
         assert status["started"] is False, "an interpreter alone is not the event"
         assert status["channels"]["fr"]["live_seat"] is True
 
         floor = await publish(http, "/whip/floor", "floor-demo-token", FLOOR_HZ)
-        await wait_flowing(server, {"room"})
+        await server.wait_flowing({"room"})
         one = await listen(http, "fr")
         two = await listen_two(http, "fr", underneath=True)
         peers = [one, two]

@@ -54,17 +54,6 @@ async def dominant(page: Page) -> float:
     return (await page.evaluate(DOMINANT_FREQUENCY_JS))["hz"]
 
 
-async def wait_flowing(server: RunningServer, sources: set[str]) -> None:
-    engine = server.runtime.engine
-    for _ in range(200):
-        if sources <= set(engine.source_ids()) and all(
-            engine.buffer(s).stats.pushed > 10 for s in sources
-        ):
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"sources not flowing: {sources - set(engine.source_ids())}")
-
-
 async def mic_on(http: httpx.AsyncClient, booth: str, seat: str) -> None:
     r = await http.post(
         f"/api/booths/{booth}/seats/{seat}/mic",
@@ -82,7 +71,7 @@ async def live_event(server) -> AsyncIterator[RunningServer]:
         await publish(http, "/whip/booth/fr/fr1", "booth-fr-demo-token", FR_HZ),
         await publish(http, "/whip/booth/es/es1", "booth-es-demo-token", ES_HZ),
     ]
-    await wait_flowing(server, {"room", "seat:fr:fr1", "seat:es:es1"})
+    await server.wait_flowing({"room", "seat:fr:fr1", "seat:es:es1"})
     await mic_on(http, "fr", "fr1")
     await mic_on(http, "es", "es1")
     yield server
@@ -388,7 +377,7 @@ async def test_not_started_then_started_while_listening(server, browser):
         assert await notice.is_visible()
 
         floor = await publish(server.http, "/whip/floor", "floor-demo-token", FLOOR_HZ)
-        await wait_flowing(server, {"room"})
+        await server.wait_flowing({"room"})
         assert await page.evaluate("window.listener.refreshStatus()") is True
         assert await notice.is_hidden()
         await page.wait_for_timeout(400)

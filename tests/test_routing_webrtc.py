@@ -1,7 +1,5 @@
 """End to end with real aiortc peers on loopback: who hears which tone, through real Opus."""
 
-import asyncio
-
 import numpy as np
 import pytest
 
@@ -21,7 +19,7 @@ async def event(server):
     floor = await publish(http, "/whip/floor", "floor-demo-token", FLOOR_HZ)
     fr = await publish(http, "/whip/booth/fr/fr1", "booth-fr-demo-token", FR_HZ)
     es = await publish(http, "/whip/booth/es/es1", "booth-es-demo-token", ES_HZ)
-    await wait_connected(server, {"room", "seat:fr:fr1", "seat:es:es1"})
+    await server.wait_flowing({"room", "seat:fr:fr1", "seat:es:es1"})
     r = await http.post(
         "/api/booths/fr/seats/fr1/mic",
         json={"on": True},
@@ -31,17 +29,6 @@ async def event(server):
     yield server, floor, fr, es
     for peer in (floor, fr, es):
         await peer.close()
-
-
-async def wait_connected(server, sources: set[str], timeout: float = 10.0) -> None:
-    engine = server.runtime.engine
-    for _ in range(int(timeout / 0.05)):
-        if sources <= set(engine.source_ids()) and all(
-            engine.buffer(s).stats.pushed > 10 for s in sources
-        ):
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"sources not flowing: {sources - set(engine.source_ids())}")
 
 
 async def test_each_channel_carries_what_it_must(event):

@@ -55,7 +55,7 @@ async def test_meters_stream_gain_mute_and_seat_control(server):
     floor = await publish(http, "/whip/floor", "floor-demo-token", 440)
     fr = await publish(http, "/whip/booth/fr/fr1", "booth-fr-demo-token", 660)
     try:
-        await poll(lambda: _flowing(server, ["room", "seat:fr:fr1"]))
+        await server.wait_flowing(["room", "seat:fr:fr1"])
         assert (
             await http.post("/api/booths/fr/seats/fr1/mic", json={"on": True}, headers=FR)
         ).status_code == 200
@@ -89,7 +89,7 @@ async def test_meters_stream_gain_mute_and_seat_control(server):
 async def test_dropped_live_seat_raises_an_alarm(server):
     http = server.http
     fr = await publish(http, "/whip/booth/fr/fr1", "booth-fr-demo-token", 660)
-    await poll(lambda: _flowing(server, ["seat:fr:fr1"]))
+    await server.wait_flowing(["seat:fr:fr1"])
     assert (
         await http.post("/api/booths/fr/seats/fr1/mic", json={"on": True}, headers=FR)
     ).status_code == 200
@@ -111,7 +111,7 @@ async def test_recording_through_the_api(server, tmp_path):
     http = server.http
     floor = await publish(http, "/whip/floor", "floor-demo-token", 440)
     try:
-        await poll(lambda: _flowing(server, ["room"]))
+        await server.wait_flowing(["room"])
         r = await http.post("/api/tech/recording", json={"on": True}, headers=TECH)
         assert r.status_code == 200 and r.json()["on"] is True
         listener = await listen(http, "floor")
@@ -134,11 +134,6 @@ async def test_recording_through_the_api(server, tmp_path):
         await floor.close()
 
 
-async def _flowing(server, sources):
-    engine = server.runtime.engine
-    return all(engine.has_source(s) and engine.buffer(s).stats.pushed > 10 for s in sources)
-
-
 async def _next_levels(ws, predicate, frames=100):
     for _ in range(frames):
         frame = json.loads(await ws.receive_text())
@@ -153,7 +148,7 @@ async def test_monitor_any_input_alone(server):
     floor = await publish(http, "/whip/floor", "floor-demo-token", 440)
     fr = await publish(http, "/whip/booth/fr/fr1", "booth-fr-demo-token", 660)
     try:
-        await poll(lambda: _flowing(server, ["room", "seat:fr:fr1"]))
+        await server.wait_flowing(["room", "seat:fr:fr1"])
         r = await http.post(
             "/whep/monitor/seat:fr:fr1",
             content="v=0",
