@@ -31,12 +31,6 @@ class EventRuntime:
         desk = {i.source_id for i in self.rtp_inputs if i.role is SourceRole.ROOM}
         return frozenset({"room", *desk})
 
-    def set_floor_language(self, language: str) -> None:
-        # The config is the event as it stands now: pages read the floor language from it.
-        event = self.config.event.model_copy(update={"floor_language": language})
-        self.config = self.config.model_copy(update={"event": event})
-        self.engine.set_floor_language(language)
-
     async def start_inputs(self) -> None:
         """Open the RTP inputs' ports; if one cannot be had, close the others and raise."""
         try:

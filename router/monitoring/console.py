@@ -130,7 +130,7 @@ class TechConsole:
         floor_language_channels = engine.auto_floor_channels()
         return {
             "event": rt.config.event.name,
-            "floor_language": rt.config.event.floor_language,
+            "floor_language": engine.floor_language,
             "channels": [
                 {
                     "id": cid,

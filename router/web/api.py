@@ -30,7 +30,7 @@ class EventInfo(BaseModel):
     name: str
     venue: str
     starts: str
-    floor_language: str
+    floor_language: str | None
     listener_token_required: bool
     channels: list[ChannelInfo]
     ice_servers: list[IceServerInfo]
@@ -69,12 +69,13 @@ class Health(BaseModel):
 
 @router.get("/event", summary="The public description of the event, used by the pages")
 async def event_info(request: Request) -> EventInfo:
-    cfg = runtime(request).config
+    rt = runtime(request)
+    cfg = rt.config
     return EventInfo(
         name=cfg.event.name,
         venue=cfg.event.venue,
         starts=cfg.event.starts,
-        floor_language=cfg.event.floor_language,
+        floor_language=rt.engine.floor_language,
         listener_token_required=cfg.tokens.listener is not None,
         channels=[
             ChannelInfo(id=cid, name=ch.name, language=ch.language)

@@ -56,7 +56,7 @@ async def put_floor_language(request: Request) -> FloorState:
     rt = runtime(request)
     require(authenticate(request, rt.tokens), Role.TECHNICIAN)
     body = await read_json(request, FloorLanguageRequest)
-    rt.set_floor_language(body.language)
+    rt.engine.set_floor_language(body.language)
     return floor_state(request)
 
 
