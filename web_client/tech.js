@@ -181,6 +181,7 @@
     $("event-name").textContent = `Technician console — ${status.event}`;
     $("floor-language").textContent = status.floor_language;
     renderSeats(status.seats);
+    if (status.booths) renderBooths(status.booths);
     renderInputs(status.inputs);
     renderConnections(status.connections);
     renderRouting(status);
@@ -207,6 +208,8 @@
 
   // --- floor language and media -----------------------------------------------------------
   async function setupFloorControls() {
+    $("auto-relay").onchange = (e) => api("/api/tech/auto-relay", { method: "POST", json: { on: e.target.checked } })
+      .catch((err) => alert(err.message));
     const event = await fetch("/api/event").then((r) => r.json());
     const select = $("floor-lang");
     const languages = event.channels.filter((c) => c.language);
@@ -256,6 +259,58 @@
         td.append(b);
       }
       body.append(tr);
+    }
+  }
+
+  // Per booth: slow-down and handover requests, the last chat lines and a reply box. The box
+  // is built once per booth so that typing survives the 1 Hz status refresh.
+  function renderBooths(booths) {
+    const root = $("booth-chat");
+    $("auto-relay").checked = Object.values(booths).every((b) => b.auto_relay);
+    for (const [id, b] of Object.entries(booths)) {
+      let box = root.querySelector(`[data-booth="${id}"]`);
+      if (!box) {
+        box = document.createElement("div");
+        box.dataset.booth = id;
+        box.className = "booth-box";
+        const title = document.createElement("h4");
+        title.textContent = `Booth ${id.toUpperCase()}`;
+        const flags = document.createElement("p");
+        flags.className = "booth-flags";
+        const list = document.createElement("ol");
+        list.className = "log";
+        const form = document.createElement("form");
+        const input = document.createElement("input");
+        input.type = "text";
+        input.maxLength = 500;
+        input.setAttribute("aria-label", `Message to booth ${id}`);
+        const send = document.createElement("button");
+        send.type = "submit";
+        send.textContent = "Send";
+        form.append(input, send);
+        form.onsubmit = (e) => {
+          e.preventDefault();
+          const text = input.value.trim();
+          if (!text) return;
+          api(`/api/booths/${id}/chat`, { method: "POST", json: { text } })
+            .then(() => { input.value = ""; })
+            .catch((err) => alert(err.message));
+        };
+        box.append(title, flags, list, form);
+        root.append(box);
+      }
+      const flags = [];
+      if (b.slow_down) flags.push(`SLOW DOWN requested by ${b.slow_down.seat}`);
+      if (b.handover) flags.push(`handover ${b.handover.from_live ? "offered" : "requested"} by ${b.handover.from}`);
+      flags.push(b.live_seat ? `live: ${b.live_seat}` : "nobody live");
+      const p = box.querySelector(".booth-flags");
+      p.textContent = flags.join(" · ");
+      p.className = `booth-flags${b.slow_down ? " warn" : ""}`;
+      box.querySelector("ol").replaceChildren(...b.chat.slice(-5).map((m) => {
+        const li = document.createElement("li");
+        li.textContent = `${new Date(m.at * 1000).toLocaleTimeString()} ${m.from}: ${m.text}`;
+        return li;
+      }));
     }
   }
 

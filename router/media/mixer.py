@@ -25,6 +25,9 @@ class MixPlan:
     bed_gain: float = 0.1
     input_gains: Mapping[str, float] = field(default_factory=dict)
     auto_floor: frozenset[str] = frozenset()  # channels in the floor language: floor only
+    # Silenced everywhere, yet a muted live seat still holds its channel (the cough key): the
+    # channel carries the bed, never the floor at full level.
+    muted: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -50,18 +53,41 @@ def build_matrix(plan: MixPlan, sources: Sequence[str]) -> MixMatrix:
     col = {s: i for i, s in enumerate(srcs)}
     live_cols: dict[str, int] = {}
     floor_row = np.zeros(len(srcs), dtype=np.float32)
+
+    def gain(source: str) -> float:
+        return 0.0 if source in plan.muted else plan.input_gains.get(source, 1.0)
+
     for s in plan.floor_inputs:
         if s in col:
-            floor_row[col[s]] = plan.input_gains.get(s, 1.0)
+            floor_row[col[s]] = gain(s)
     for r, ch in enumerate(channels):
         live = plan.live.get(ch) if ch != FLOOR and ch not in plan.auto_floor else None
         if live is None or live not in col:
             gains[r] = floor_row
         else:
             gains[r] = floor_row * np.float32(plan.bed_gain)
-            gains[r, col[live]] += plan.input_gains.get(live, 1.0)
+            gains[r, col[live]] += gain(live)
             live_cols[ch] = col[live]
     return MixMatrix(channels, srcs, gains, live_cols)
+
+
+def remap(matrix: MixMatrix, gains: np.ndarray, sources: Sequence[str]) -> MixMatrix:
+    """`gains` (in `matrix`'s columns) re-expressed over `sources`; gone sources are dropped."""
+    out = np.zeros((len(matrix.channels), len(sources)), dtype=np.float32)
+    live: dict[str, int] = {}
+    new_col = {s: i for i, s in enumerate(sources)}
+    for c, source in enumerate(matrix.sources):
+        if source in new_col:
+            out[:, new_col[source]] = gains[:, c]
+    for channel, c in matrix.live.items():
+        if matrix.sources[c] in new_col:
+            live[channel] = new_col[matrix.sources[c]]
+    return MixMatrix(matrix.channels, tuple(sources), out, live)
+
+
+def fade_ramp(done: int, length: int, samples: int) -> np.ndarray:
+    """Weights of the new mix for one block of a crossfade `length` samples long, `done` in."""
+    return np.clip((np.arange(samples, dtype=np.float32) + done + 1) / length, 0.0, 1.0)
 
 
 def mix(blocks: np.ndarray, matrix: MixMatrix) -> np.ndarray:

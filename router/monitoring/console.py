@@ -168,6 +168,8 @@ class TechConsole:
                 "since": recording.started if recording else None,
             },
             "alarms": self.alarms.snapshot(),
+            # handover, slow-down requests and chat of every booth (the booth consoles' state)
+            "booths": {b: rt.board.booth_state(b) for b in rt.board.booth_ids()},
         }
 
     async def connection_stats(self) -> list[dict[str, Any]]:
