@@ -7,13 +7,13 @@ import hmac
 from dataclasses import dataclass
 from enum import StrEnum
 
-from router.config import EventConfig
+from router.config import EventConfig, secret_digest
 
 
 class Role(StrEnum):
     FLOOR = "floor"
     PANELLIST = "panellist"
-    BOOTH = "booth"
+    BOOTH = "booth"  # an interpreter of one booth (Principal.booth says which)
     TECHNICIAN = "technician"
     LISTENER = "listener"
 
@@ -24,12 +24,18 @@ class Principal:
     booth: str | None = None  # for Role.BOOTH
 
 
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8")).digest()
+def hash_token(token: str) -> str:
+    """The form to write in the event file instead of the token itself."""
+    return "sha256:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 class TokenBook:
-    """Maps tokens to principals; compares digests in constant time and never stops early."""
+    """Maps tokens to principals.
+
+    Only SHA-256 digests are kept (the file may hold the digests alone). A presented token is
+    hashed and compared with every entry by `hmac.compare_digest`, without stopping at a match,
+    so the time taken says nothing about which token, or how much of one, was right.
+    """
 
     def __init__(self, config: EventConfig) -> None:
         entries = [
@@ -40,13 +46,13 @@ class TokenBook:
         entries += [(b.token, Principal(Role.BOOTH, booth=bid)) for bid, b in config.booths.items()]
         if config.tokens.listener:
             entries.append((config.tokens.listener, Principal(Role.LISTENER)))
-        self._entries = [(_digest(tok), who) for tok, who in entries]
+        self._entries = [(secret_digest(tok), who) for tok, who in entries]
         self.listener_token_required = config.tokens.listener is not None
 
     def identify(self, token: str | None) -> Principal | None:
         if not token:
             return None
-        probe = _digest(token)
+        probe = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         found: Principal | None = None
         for digest, who in self._entries:
             if hmac.compare_digest(probe, digest):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
 
 _WORDS = {
     400: "bad_request",
@@ -13,10 +17,13 @@ _WORDS = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "bad_request",
+    429: "too_many_requests",
+    500: "internal_error",
     503: "unavailable",
 }
 
@@ -54,7 +61,13 @@ def install_error_handlers(app: FastAPI) -> None:
             parts.append(f"{loc or 'body'}: {err.get('msg')}")
         return error_response(400, "; ".join(parts) or "invalid request")
 
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug must still answer in the API's shape; the server keeps serving everyone else.
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal error; the event log has the details")
+
     app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
 

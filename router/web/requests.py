@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
+from router.control.limits import LimitReached
 from router.control.tokens import Principal, Role, TokenBook
 from router.runtime import EventRuntime
 from router.web.errors import ApiError
@@ -46,15 +48,31 @@ def require(principal: Principal, role: Role, booth: str | None = None) -> None:
         raise ApiError(403, f"this token does not grant {what}")
 
 
+def client_address(request: Request) -> str | None:
+    """The client's address for per-address limits (behind a proxy: what uvicorn takes from
+    X-Forwarded-For when the proxy is in --forwarded-allow-ips)."""
+    return request.client.host if request.client else None
+
+
+def too_many(exc: LimitReached) -> ApiError:
+    return ApiError(429, str(exc), headers={"Retry-After": str(exc.retry_after)})
+
+
 async def _read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"the body is larger than {limit} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(413, f"the body is larger than {limit} bytes")
+    seconds = runtime(request).config.limits.body_timeout_seconds
+    try:
+        # A client trickling its body (slowloris) is cut off instead of holding the request.
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise ApiError(413, f"the body is larger than {limit} bytes")
+    except TimeoutError:
+        raise ApiError(408, f"the body did not arrive within {seconds:g} s") from None
     return bytes(body)
 
 
@@ -72,13 +90,23 @@ async def read_sdp(request: Request, limit: int) -> str:
         raise ApiError(400, "the SDP offer is not valid UTF-8") from None
 
 
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI `openapi_extra` for a body read with `read_json` (FastAPI cannot see it)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
 async def read_json(request: Request, model: type[M]) -> M:
     if _media_type(request) != "application/json":
         raise ApiError(415, "the body must be sent as Content-Type: application/json")
     body = await _read_limited(request, MAX_JSON_BYTES)
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "the body is not valid JSON") from None
     try:
         return model.model_validate(data)
