@@ -7,6 +7,13 @@
 //                                         -> 201 answer + Location
 //   POST   {Location}/channel             {"channel": id, "underneath": bool} (no renegotiation)
 //   DELETE {Location}                     end the session
+// When /api/event says "edges": true, the event fans out through Janus edges instead:
+//   POST   /api/listen                    {"channel": id} -> 201 {mode: "edge", session, offer,
+//                                         ice_servers}: the edge offers, this page answers
+//   POST   {session}/answer               the complete SDP answer (application/sdp)
+//   POST   {session}/channel              {"channel": id}: the edge switches, no renegotiation
+//   DELETE {session}                      end it
+// An edge carries the channel only (one track): the original underneath is not offered there.
 // Track 1 carries the channel (with underneath on: the interpreter alone); track 2 carries the
 // floor while an interpreter is live and underneath is on, nothing otherwise. Both are mixed
 // here in WebAudio (volume, balance): iOS ignores a media element's volume.
@@ -203,6 +210,8 @@
     remoteMain: $("remote-main"),
     remoteUnder: $("remote-under"),
     player: $("player"),
+    underneathBlock: $("underneath-block"),
+    underneathHint: $("underneath-hint"),
   };
 
   // ---------------------------------------------------------------- state --
@@ -281,6 +290,11 @@
     // The floor has no language of its own: its name is page text. Languages keep their own.
     if (id === DEFAULT_CHANNEL) return t("floorName");
     return channelInfo(id)?.name ?? id;
+  }
+
+  // Listeners of this event connect through a Janus edge the server picks (see the top).
+  function viaEdge() {
+    return event?.edges === true;
   }
 
   function isValidChannel(id) {
@@ -508,6 +522,13 @@
     else if (!isValidChannel(channel)) channel = event.channels[0].id;
 
     el.tokenBlock.hidden = !event.listener_token_required;
+    if (viaEdge()) {
+      underneath = false; // edges carry one track: the channel as the event mixes it
+      // style, not `hidden`: the stylesheet's display:flex would win over the attribute
+      el.underneathBlock.style.display = "none";
+      el.underneathHint.style.display = "none";
+      renderBalance();
+    }
     const urlToken = params.get("token");
     if (urlToken && !el.token.value) el.token.value = urlToken;
     else if (event.listener_token_required && !el.token.value) el.token.value = stored("token", "");
@@ -802,8 +823,68 @@
     }
   }
 
-  // One connection attempt: a new peer and a new WHEP session on the chosen channel.
+  // One connection attempt: a new peer and a new session on the chosen channel.
   async function connect(myAttempt) {
+    if (viaEdge()) return connectEdge(myAttempt);
+    return connectWhep(myAttempt);
+  }
+
+  // Through an edge: the router picks it and relays the handshake; the edge makes the offer.
+  async function connectEdge(myAttempt) {
+    const requested = { channel, underneath: false };
+    const response = await fetch("/api/listen", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json", ...authHeaders() },
+      body: JSON.stringify({ channel: requested.channel }),
+    });
+    const body = response.status === 201 ? await response.json().catch(() => null) : null;
+    const url = body?.session ? new URL(body.session, window.location.href).href : null;
+    if (attempt !== myAttempt || !wanted) {
+      if (url) fetch(url, { method: "DELETE", headers: authHeaders() }).catch(() => {});
+      return;
+    }
+    if (response.status !== 201 || !body || body.mode !== "edge" || !url) {
+      const retryAfter = Number(response.headers.get("Retry-After")) || 0;
+      throw new HttpError(response.status, await errorDetail(response), retryAfter);
+    }
+    const iceServers = Array.isArray(body.ice_servers) ? body.ice_servers : event.ice_servers;
+    const pc = new RTCPeerConnection({ iceServers: Array.isArray(iceServers) ? iceServers : [] });
+    const s = { pc, main: null, under: null, url, attempt: myAttempt, edge: true };
+    session = s;
+    pc.ontrack = (e) => {
+      if (session !== s) return;
+      s.main = e.transceiver;
+      attachTrack("main", e);
+    };
+    pc.onconnectionstatechange = () => onPeerState(s);
+    pc.oniceconnectionstatechange = () => onPeerState(s);
+    await pc.setRemoteDescription({ type: "offer", sdp: body.offer });
+    s.main = s.main ?? pc.getTransceivers()[0];
+    await pc.setLocalDescription(await pc.createAnswer());
+    await waitForIceGathering(pc); // no trickle through the router: the answer is complete
+    if (session !== s) return;
+    const answered = await fetch(`${url}/answer`, {
+      method: "POST",
+      headers: { "Content-Type": "application/sdp", Accept: "application/json", ...authHeaders() },
+      body: pc.localDescription.sdp,
+    });
+    if (session !== s) return;
+    if (!answered.ok) {
+      const retryAfter = Number(answered.headers.get("Retry-After")) || 0;
+      throw new HttpError(answered.status, await errorDetail(answered), retryAfter);
+    }
+    server = requested;
+    const dtls = s.main?.receiver.transport;
+    if (dtls) {
+      dtls.onstatechange = () => {
+        if (session === s && (dtls.state === "closed" || dtls.state === "failed")) reconnect();
+      };
+    }
+    if (session === s && peerState(pc) === "connected") onLive(s);
+  }
+
+  // Local WHEP: this page offers, the server answers.
+  async function connectWhep(myAttempt) {
     const iceServers = Array.isArray(event.ice_servers) ? event.ice_servers : [];
     const pc = new RTCPeerConnection({ iceServers });
     const main = pc.addTransceiver("audio", { direction: "recvonly" });
@@ -916,10 +997,11 @@
 
   // --------------------------------------------------------------- switch --
   async function postSwitch(target) {
+    const choice = session.edge ? { channel: target.channel } : target;
     const response = await fetch(`${session.url.replace(/\/+$/, "")}/channel`, {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/json", ...authHeaders() },
-      body: JSON.stringify(target),
+      body: JSON.stringify(choice),
     });
     if (!response.ok) throw new HttpError(response.status, await errorDetail(response), 0);
     return response.json();
@@ -929,7 +1011,7 @@
   function queueSwitch() {
     const run = async () => {
       const s = session;
-      const target = { channel, underneath };
+      const target = { channel, underneath: s?.edge ? false : underneath };
       if (!s?.url || !server) return; // (re)connecting: the next session uses the choice
       if (target.channel === server.channel && target.underneath === server.underneath) return;
       const channelChanges = target.channel !== server.channel;
@@ -1025,7 +1107,7 @@
   }
 
   function setUnderneath(on) {
-    underneath = Boolean(on);
+    underneath = Boolean(on) && !viaEdge(); // an edge has no second track to mix in
     store("underneath", underneath);
     renderBalance();
     applyGains();
