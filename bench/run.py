@@ -15,6 +15,7 @@ What it does (docs/PERFORMANCE.md has the numbers and what they mean):
    reads the server process's utime+stime from /proc over fixed windows.
 4. Switch: one listener toggles fr <-> es (es carries the floor); times the request to the
    RTP packet carrying the first audio of the new channel and to its decoded frame.
+   Join: new listeners one at a time, POST -> first RTP packet and first decoded FR audio.
 5. Latency: the same tone bursts leave a floor publisher to the router (heard by a WHEP
    listener) and a direct aiortc peer-to-peer call, at the same instant; times the onset at
    both listeners. Then again right after one lost packet on both senders.
@@ -466,6 +467,34 @@ async def measure_switch(http: httpx.AsyncClient, reps: int) -> list[dict]:
     return results
 
 
+async def measure_join(http: httpx.AsyncClient, reps: int) -> list[dict]:
+    """A new listener: POST of the offer -> its first RTP packet, and -> its first decoded audio
+    of the channel (the FR seat's tone)."""
+    results = []
+    for _ in range(reps):
+        await asyncio.sleep(0.2 + random.uniform(0, 0.04))  # random phase against the tick
+        t_req = time.monotonic()
+        listener = await whep_listen(http, "fr", record=True)
+        t_resp = time.monotonic()
+        frames, packets = listener.frames, listener.packets
+        assert frames is not None and packets is not None
+        try:
+            frame = await frames.wait_for(lambda f: is_tone(f.pcm, FR_HZ, FLOOR_HZ), 5.0)
+            first = min(packets.arrivals.values(), default=None)
+            results.append(
+                {
+                    "http_ms": (t_resp - t_req) * 1000,
+                    "packet_ms": None if first is None else (first - t_req) * 1000,
+                    "frame_ms": (frame.arrival - t_req) * 1000,
+                }
+            )
+        except TimeoutError:
+            raise BenchError("a new listener heard nothing within 5 s") from None
+        finally:
+            await listener.close(http)
+    return results
+
+
 # --- 5. latency ------------------------------------------------------------------------------
 
 ONSET_THRESHOLD = 0.1  # bursts are 0.5 full scale; silence decodes to ~0
@@ -746,6 +775,20 @@ def render(report: dict) -> str:
                 f"{title:<34}{fmt(s.get('median')):>8}{fmt(s.get('p95')):>8}"
                 f"{fmt(s.get('min')):>8}{fmt(s.get('max')):>8}"
             )
+    joins = report.get("join")
+    if joins:
+        lines += ["", f"Join: a new listener on fr ({len(joins)} joins), ms from before the POST"]
+        lines.append(f"{'to':<34}{'median':>8}{'p95':>8}{'min':>8}{'max':>8}")
+        for key, title in (
+            ("http_ms", "answer received"),
+            ("packet_ms", "first RTP packet"),
+            ("frame_ms", "first decoded audio of the channel"),
+        ):
+            s = stats_ms([r[key] for r in joins if r[key] is not None])
+            lines.append(
+                f"{title:<34}{fmt(s.get('median')):>8}{fmt(s.get('p95')):>8}"
+                f"{fmt(s.get('min')):>8}{fmt(s.get('max')):>8}"
+            )
     lat = report.get("latency_summary")
     if lat:
         for phase, s in lat.items():
@@ -845,6 +888,10 @@ async def run(args: argparse.Namespace) -> dict:
             if args.switch_reps:
                 report["switch"] = await measure_switch(http, args.switch_reps)
                 print("  switch done", file=sys.stderr)
+            if args.join_reps:
+                report["join"] = await measure_join(http, args.join_reps)
+                await wait_listeners(http, 0)
+                print("  join done", file=sys.stderr)
             if args.latency_reps:
                 latency = await measure_latency(
                     http,
@@ -900,6 +947,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="measure 0 listeners again at the end (drift, leaks)",
     )
     p.add_argument("--switch-reps", type=int, default=20)
+    p.add_argument("--join-reps", type=int, default=10, help="new listeners timed one by one")
     p.add_argument("--latency-reps", type=int, default=20, help="bursts in all (steady)")
     p.add_argument(
         "--latency-rounds",
@@ -934,6 +982,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.listeners, args.window, args.repeats, args.settle = [2], 2.0, 1, 1.0
         args.baseline_after = False
         args.switch_reps, args.latency_reps, args.latency_rounds, args.loss_reps = 4, 4, 1, 3
+        args.join_reps = 2
     if any(n <= 0 for n in args.listeners):
         p.error("listener counts must be positive (0 is always measured)")
     return args

@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from tests.media_files import heard_db
+from tests.signals import level_difference_db
 from tests.webrtc_clients import listen, publish
 
 pytestmark = pytest.mark.webrtc
@@ -13,17 +14,6 @@ FLOOR_HZ, NE_HZ, PANEL_HZ = 440.0, 660.0, 550.0
 HEARD, NOT_HEARD = -30.0, -50.0
 PANELLIST = {"Authorization": "Bearer panellist-demo-token"}
 NE_BOOTH = "booth-ne-demo-token"
-
-
-async def flowing(server, sources: set[str]) -> None:
-    engine = server.runtime.engine
-    for _ in range(400):
-        if sources <= set(engine.source_ids()) and all(
-            engine.buffer(s).stats.pushed > 10 for s in sources
-        ):
-            return
-        await asyncio.sleep(0.025)
-    raise TimeoutError(f"not flowing: {sources}")
 
 
 async def settle(peer, blocks: int = 15):
@@ -41,7 +31,7 @@ async def test_panellist_chooses_the_ne_channel_and_never_hears_themselves(serve
     )
     peers = [floor, ne_seat, panellist]
     try:
-        await flowing(server, {"room", "seat:ne:ne1", "panellist:tamang"})
+        await server.wait_flowing({"room", "seat:ne:ne1", "panellist:tamang"})
         r = await http.post(
             "/api/booths/ne/seats/ne1/mic",
             json={"on": True},
@@ -52,7 +42,7 @@ async def test_panellist_chooses_the_ne_channel_and_never_hears_themselves(serve
         # Nepali: the NE seat, the floor under it at the bed level, and not their own voice
         ne = await settle(panellist)
         assert heard_db(ne, NE_HZ) > HEARD
-        assert heard_db(ne, FLOOR_HZ) == pytest.approx(heard_db(ne, NE_HZ) - 20, abs=3)
+        assert level_difference_db(ne, FLOOR_HZ, NE_HZ) == pytest.approx(-20, abs=3)
         assert heard_db(ne, PANEL_HZ) < NOT_HEARD
 
         # switch to the floor on the same connection: the room, not the booth, not themselves

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tests.signals import tone_db
+from tests.signals import level_difference_db, steady_tone_db, tone_db
 from tests.webrtc_clients import listen, publish
 
 pytestmark = pytest.mark.webrtc
@@ -41,18 +41,18 @@ async def test_each_channel_carries_what_it_must(event):
         for ch, peer in listeners.items():
             heard[ch] = await peer.heard.collect(50)
         fr = heard["fr"]
-        assert tone_db(fr, FR_HZ) > AUDIBLE
-        bed = tone_db(fr, FLOOR_HZ) - tone_db(fr, FR_HZ)
+        assert steady_tone_db(fr, FR_HZ) > AUDIBLE
+        bed = level_difference_db(fr, FLOOR_HZ, FR_HZ)
         assert bed == pytest.approx(-20.0, abs=3.0), "the floor runs under FR at the bed level"
         assert tone_db(fr, ES_HZ) < ABSENT
         for ch in ("floor", "en", "ne", "es"):
-            assert tone_db(heard[ch], FLOOR_HZ) > AUDIBLE, ch
+            assert steady_tone_db(heard[ch], FLOOR_HZ) > AUDIBLE, ch
             assert tone_db(heard[ch], FR_HZ) < ABSENT, ch
             assert tone_db(heard[ch], ES_HZ) < ABSENT, f"{ch}: ES seat is not live"
         # return feeds: a seat hears the floor, never its own voice
         for seat, own in ((fr_seat, FR_HZ), (es_seat, ES_HZ)):
             back = await seat.heard.collect(40)
-            assert tone_db(back, FLOOR_HZ) > AUDIBLE
+            assert steady_tone_db(back, FLOOR_HZ) > AUDIBLE
             assert tone_db(back, own) < ABSENT
         # only one encode per channel however many listen
         engine = server.runtime.engine
@@ -68,13 +68,13 @@ async def test_switch_on_same_connection_without_gap(event):
     try:
         await peer.heard.wait_for(25)
         before = await peer.heard.collect(25)
-        assert tone_db(before, FR_HZ) > AUDIBLE
+        assert steady_tone_db(before, FR_HZ) > AUDIBLE
         mark = peer.heard.mark()
         r = await server.http.post(f"{peer.location}/channel", json={"channel": "es"})
         assert r.status_code == 200 and r.json() == {"channel": "es"}
         await peer.heard.wait_for(mark + 40)
         after = peer.heard.since(mark, skip=10)
-        assert tone_db(after, FLOOR_HZ) > AUDIBLE
+        assert steady_tone_db(after, FLOOR_HZ) > AUDIBLE
         assert tone_db(after, FR_HZ) < ABSENT
         # the same connection kept receiving: no arrival gap over 100 ms around the switch
         arrivals = np.array(peer.heard.arrivals[mark - 10 : mark + 30])
@@ -108,6 +108,6 @@ async def test_bad_request_does_not_disturb_other_sessions(event):
             )
             assert r.status_code == 400
         audio = await peer.heard.collect(30)
-        assert tone_db(audio, FR_HZ) > AUDIBLE
+        assert steady_tone_db(audio, FR_HZ) > AUDIBLE
     finally:
         await peer.close()

@@ -20,11 +20,12 @@ FRAME = 960
 
 
 class SineTrack(MediaStreamTrack):
-    """A microphone that plays one sine, paced against absolute deadlines."""
+    """A microphone that plays one sine (or the sum of several, each at `amplitude`), paced
+    against absolute deadlines."""
 
     kind = "audio"
 
-    def __init__(self, freq: float, amplitude: float = 0.3) -> None:
+    def __init__(self, freq: float | tuple[float, ...], amplitude: float = 0.3) -> None:
         super().__init__()
         self.freq = freq
         self.amplitude = amplitude
@@ -37,7 +38,8 @@ class SineTrack(MediaStreamTrack):
         delay = self._t0 + self._n * FRAME / RATE - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        pcm = sine(self.freq, FRAME, self.amplitude, self._n * FRAME)
+        freqs = self.freq if isinstance(self.freq, tuple) else (self.freq,)
+        pcm = sum(sine(f, FRAME, self.amplitude, self._n * FRAME) for f in freqs)
         frame = av.AudioFrame.from_ndarray(
             (pcm * 32767).astype(np.int16).reshape(1, -1), format="s16", layout="mono"
         )
@@ -125,7 +127,11 @@ async def _connect(
 
 
 async def publish(
-    http: httpx.AsyncClient, path: str, token: str, freq: float, amplitude: float = 0.3
+    http: httpx.AsyncClient,
+    path: str,
+    token: str,
+    freq: float | tuple[float, ...],
+    amplitude: float = 0.3,
 ) -> Peer:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     heard = Recorder()

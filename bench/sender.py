@@ -1,0 +1,156 @@
+"""Listener fan-out CPU: the direct RTP path against aiortc's own sender, side by side.
+
+Two routers run at once, identical but for `[audio] direct_rtp`; each gets the same floor
+publisher and the same number of WHEP listeners (load generators in separate processes), and
+their CPU is read over the same windows, so the machine's noise hits both alike and the ratio
+is fair even when the absolute numbers are not.
+
+    unshare -n sh -c 'ip link set lo up && python bench/sender.py --listeners 25,50,100'
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from bench.clients import ToneTrack, loopback_only, whip_publish  # noqa: E402
+from bench.run import (  # noqa: E402
+    FLOOR_HZ,
+    FLOOR_TOKEN,
+    BenchError,
+    CpuWindow,
+    ServerProcess,
+    cpu_windows,
+    machine,
+    start_load,
+    stop_load,
+    summarize_cpu,
+    wait_listeners,
+)
+from router.media.jitter import install_audio_jitter_buffer  # noqa: E402
+
+MODES = ("direct", "aiortc")
+
+
+def config_without_direct(config: Path, folder: Path) -> Path:
+    """The same event with aiortc's sender; next to the original so relative paths hold."""
+    text = config.read_text()
+    if "[audio]" in text:
+        text = text.replace("[audio]", "[audio]\ndirect_rtp = false", 1)
+    else:
+        text += "\n[audio]\ndirect_rtp = false\n"
+    out = folder / f".bench-aiortc-{time.monotonic_ns()}.toml"
+    out.write_text(text)
+    return out
+
+
+async def run(args: argparse.Namespace) -> dict:
+    install_audio_jitter_buffer()
+    loopback_only()
+    plain = config_without_direct(args.config, args.config.parent)
+    servers = {"direct": ServerProcess(args.config), "aiortc": ServerProcess(plain)}
+    windows: dict[str, list[CpuWindow]] = {m: [] for m in MODES}
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(plain.unlink, missing_ok=True)
+        https = {
+            m: await stack.enter_async_context(
+                httpx.AsyncClient(base_url=s.url, timeout=30, trust_env=False)
+            )
+            for m, s in servers.items()
+        }
+        for m, server in servers.items():
+            stack.push_async_callback(server.stop)
+            await server.start(https[m])
+            await whip_publish(https[m], "/whip/floor", FLOOR_TOKEN, ToneTrack(FLOOR_HZ))
+        for n in [0, *args.listeners]:
+            loads = {}
+            try:
+                for m in MODES:
+                    loads[m] = (
+                        await start_load(servers[m].url, "floor", n, args.load_procs) if n else []
+                    )
+                for m in MODES:
+                    await wait_listeners(https[m], n, timeout=30 + n)
+                await asyncio.sleep(args.settle)
+                results = await asyncio.gather(
+                    *(
+                        cpu_windows(
+                            servers[m], https[m], loads[m], n, str(n), args.window, args.repeats
+                        )
+                        for m in MODES
+                    )
+                )
+                for m, ws in zip(MODES, results, strict=True):
+                    windows[m] += ws
+                print(f"  N={n} measured", file=sys.stderr)
+            finally:
+                for m in loads:
+                    await stop_load(loads[m])
+            for m in MODES:
+                await wait_listeners(https[m], 0)
+    return {
+        "machine": machine(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "cpu": {m: summarize_cpu(windows[m]) for m in MODES},
+    }
+
+
+def render(report: dict) -> str:
+    m = report["machine"]
+    lines = [
+        f"Listener fan-out, direct RTP path vs aiortc's sender, {m['date']}: {m['cpus']} CPUs "
+        f"({m['cpu_model']}), aiortc {m['aiortc']}",
+        f"command: {report['command']}",
+        "",
+        f"{'listeners':>9}{'direct ms/lst/s':>17}{'aiortc ms/lst/s':>17}{'ratio':>7}"
+        f"{'direct late':>13}{'aiortc late':>13}{'direct RSS':>12}",
+    ]
+    direct, plain = report["cpu"]["direct"], report["cpu"]["aiortc"]
+    for d, a in zip(direct, plain, strict=True):
+        if not d["listeners"]:
+            continue
+        dp, ap = d["per_listener_ms_per_s"], a["per_listener_ms_per_s"]
+        ratio = ap / dp if dp and dp > 0 else float("nan")
+        lines.append(
+            f"{d['listeners']:>9}{dp:>17.2f}{ap:>17.2f}{ratio:>7.1f}"
+            f"{d['late_ticks']:>13}{a['late_ticks']:>13}{d['rss_mb']:>10.0f}MB"
+        )
+    lines.append(
+        "ms/lst/s: server CPU per listener per second of audio, above the 0-listener rate of "
+        "the same server; both servers measured over the same windows"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", type=Path, default=ROOT / "config" / "event.toml")
+    p.add_argument(
+        "--listeners", type=lambda s: [int(x) for x in s.split(",")], default=[25, 50, 100]
+    )
+    p.add_argument("--window", type=float, default=10.0)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--settle", type=float, default=3.0)
+    p.add_argument("--load-procs", type=int, default=2)
+    args = p.parse_args(argv)
+    try:
+        report = asyncio.run(run(args))
+    except BenchError as exc:
+        print(f"bench: FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(render(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

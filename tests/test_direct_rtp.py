@@ -1,0 +1,84 @@
+"""Listeners are served by the direct RTP path: same audio, a normal RTP stream, true RTCP."""
+
+import asyncio
+
+import pytest
+
+from tests.signals import steady_tone_db, tone_db
+from tests.webrtc_clients import listen, publish
+
+pytestmark = pytest.mark.webrtc
+
+FLOOR_HZ = 440.0
+
+
+async def stats_of(pc, kind: str) -> dict:
+    report = await pc.getStats()
+    return next((vars(s) for s in report.values() if s.type == kind), {})
+
+
+async def test_listener_is_served_by_the_direct_path_with_true_rtcp(server):
+    floor = await publish(server.http, "/whip/floor", "floor-demo-token", FLOOR_HZ)
+    await server.wait_flowing({"room"})
+    peer = await listen(server.http, "en")
+    try:
+        await peer.heard.wait_for(25)
+        heard = await peer.heard.collect(50)
+        assert steady_tone_db(heard, FLOOR_HZ) > -25
+        assert tone_db(heard, 660.0) < -50
+
+        (session,) = [s for s in server.runtime.peers.sessions() if s.kind == "listener"]
+        track = session.outgoing
+        assert track is not None and track.direct, "the listener's packets bypass aiortc's sender"
+        assert track.delivered >= 50
+        sender = next(t.sender for t in session.pc.getTransceivers() if t.sender.track is track)
+
+        # The receiver sees one unbroken RTP stream of the sender's SSRC...
+        inbound = await stats_of(peer.pc, "inbound-rtp")
+        assert inbound["ssrc"] == sender._ssrc
+        assert inbound["packetsReceived"] >= 50
+        assert inbound["packetsLost"] == 0, "contiguous sequence numbers on loopback"
+
+        # ...and sender reports whose counts are the direct path's (sent about once a second).
+        remote = {}
+        for _ in range(60):
+            remote = await stats_of(peer.pc, "remote-outbound-rtp")
+            if remote.get("packetsSent", 0) > 0:
+                break
+            await asyncio.sleep(0.1)
+        assert remote, "no RTCP sender report arrived"
+        assert remote["ssrc"] == sender._ssrc
+        assert 0 < remote["packetsSent"] <= track.delivered
+        assert remote["bytesSent"] > 20 * remote["packetsSent"], "Opus payload octets counted"
+    finally:
+        await peer.close()
+        await floor.close()
+
+
+async def test_switch_keeps_one_stream_on_the_direct_path(server):
+    floor = await publish(server.http, "/whip/floor", "floor-demo-token", FLOOR_HZ)
+    seat = await publish(server.http, "/whip/booth/fr/fr1", "booth-fr-demo-token", 660.0)
+    await server.wait_flowing({"room", "seat:fr:fr1"})
+    r = await server.http.post(
+        "/api/booths/fr/seats/fr1/mic",
+        json={"on": True},
+        headers={"Authorization": "Bearer booth-fr-demo-token"},
+    )
+    assert r.status_code == 200, r.text
+    peer = await listen(server.http, "fr")
+    try:
+        await peer.heard.wait_for(25)
+        assert steady_tone_db(await peer.heard.collect(25), 660.0) > -25
+        r = await server.http.post(f"{peer.location}/channel", json={"channel": "es"})
+        assert r.status_code == 200
+        mark = peer.heard.mark()
+        await peer.heard.wait_for(mark + 40)
+        after = peer.heard.since(mark, skip=15)
+        assert steady_tone_db(after, FLOOR_HZ) > -25
+        assert tone_db(after, 660.0) < -45
+        inbound = await stats_of(peer.pc, "inbound-rtp")
+        assert inbound["packetsLost"] == 0, "the switch keeps the sequence unbroken"
+    finally:
+        await peer.close()
+        await seat.close()
+        await floor.close()
