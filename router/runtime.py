@@ -12,7 +12,7 @@ from router.media.engine import Engine, EngineSettings, SourceRole
 from router.media.player import MediaDeck
 from router.media.rtp_input import RtpFormat, RtpInput
 from router.signalling.ice import rtc_configuration
-from router.signalling.peers import PeerManager
+from router.signalling.peers import Liveness, PeerManager, session_limits
 
 
 @dataclass
@@ -75,7 +75,16 @@ class EventRuntime:
             engine=engine,
             board=BoothBoard(config, engine),
             tokens=TokenBook(config),
-            peers=PeerManager(engine, lambda: rtc_configuration(config.ice.servers)),
+            peers=PeerManager(
+                engine,
+                lambda: rtc_configuration(config.ice.servers),
+                session_limits(config.limits),
+                Liveness(
+                    publisher_silence=config.limits.publisher_silence_seconds,
+                    connect_timeout=config.limits.connect_timeout_seconds,
+                ),
+                direct_rtp=config.audio.direct_rtp,
+            ),
             media=MediaDeck(engine, config.media.directory),
             rtp_inputs=rtp_inputs,
         )

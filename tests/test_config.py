@@ -31,7 +31,7 @@ def test_default_event_is_the_seed_event():
     [
         (("floor_bed_db = -20.0", "floor_bed_db = 6.0"), "audio.floor_bed_db", "between -90 and 0"),
         (("floor_bed_db = -20.0", 'floor_bed_db = "loud"'), "audio.floor_bed_db", ""),
-        (("opus_bitrate = 32000", "opus_bitrate = 100"), "audio.opus_bitrate", "greater than"),
+        (("opus_bitrate = 64000", "opus_bitrate = 100"), "audio.opus_bitrate", "greater than"),
         (('channel = "fr"', 'channel = "de"'), "booths.fr.channel", "unknown channel 'de'"),
         (('channel = "fr"', 'channel = "en"'), "booths.fr.channel", "already belongs"),
         (('seats = ["fr1", "fr2"]', 'seats = ["fr1", "fr1"]'), "booths.fr.seats", "unique"),
@@ -70,7 +70,7 @@ def test_invalid_toml_and_missing_file():
 
 def test_cli_refuses_a_broken_file_with_a_clear_message(tmp_path):
     broken = tmp_path / "event.toml"
-    broken.write_text(default_text().replace("opus_bitrate = 32000", "opus_bitrate = 1"))
+    broken.write_text(default_text().replace("opus_bitrate = 64000", "opus_bitrate = 1"))
     proc = subprocess.run(
         [sys.executable, "-m", "router", "serve", "--config", str(broken), "--port", "1"],
         capture_output=True,

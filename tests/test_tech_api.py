@@ -40,7 +40,8 @@ async def test_status_needs_the_technician_token(server):
 
 
 async def test_metrics_parse_with_the_prometheus_parser(server):
-    r = await server.http.get("/metrics")
+    assert (await server.http.get("/metrics")).status_code == 401  # [metrics] public = false
+    r = await server.http.get("/metrics", headers=TECH)
     assert r.status_code == 200
     families = {f.name: f for f in text_string_to_metric_families(r.text)}
     assert {"interp_listeners", "interp_engine_ticks", "interp_engine_late_ticks"} <= set(families)

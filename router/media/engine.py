@@ -1,14 +1,17 @@
 """The tick loop: one clock, 20 ms ticks; the sole writer of media state.
 
 Control calls (sources, live seats, subscriptions) run on the same event loop as the tick, so
-they are applied between ticks; the mix matrix is rebuilt lazily at the next tick.
+they are applied between ticks; the mix matrix is rebuilt lazily at the next tick. Every change
+of a channel's mix (a handover, a mic on or off, a cough, a dropped seat) starts at a tick
+boundary and crossfades over `fade_ticks`, so a switch neither clicks, nor leaves a gap, nor
+doubles two voices at full level.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -25,12 +28,15 @@ from router.media.mixer import (
     MixMatrix,
     MixPlan,
     build_matrix,
+    fade_ramp,
     feed_gains,
     minus_ids,
     mix,
+    remap,
     to_int16,
 )
 from router.media.pacer import TickPacer
+from router.media.returnfeed import ReturnProcessor, ReturnSpec
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +69,9 @@ class Feed:
     minus: str | frozenset[str] | None = None
     layer: Layer = Layer.FULL
     solo: str | None = None  # one input alone, as it arrives (a technician's monitor)
+    # A personal feed (an interpreter's headphones): the channel minus `minus`, plus the
+    # extras, volume, tone and limiter of the ReturnSpec set under this id. Never shared.
+    personal: str | None = None
 
 
 class TickTap(Protocol):
@@ -77,10 +86,12 @@ class TickTap(Protocol):
 class EngineSettings:
     channels: tuple[str, ...]
     bed_gain: float = 0.1
-    opus_bitrate: int = 32000
-    opus_packet_loss_percent: int = 10
+    opus_bitrate: int = 64000
+    opus_packet_loss_percent: int = 5
     languages: Mapping[str, str] = field(default_factory=dict)  # channel -> language code
     floor_language: str | None = None
+    fade_ticks: int = 2  # crossfade of every routing change: 40 ms
+    stall_ticks: int = 25  # a seat that sent audio and then nothing for 500 ms has stalled
 
 
 @dataclass
@@ -103,6 +114,23 @@ class _FeedState:
     sinks: list[PacketSink] = field(default_factory=list)
 
 
+@dataclass
+class _Fade:
+    old: MixMatrix  # the mix being left, in the current matrix's columns
+    done: int = 0  # samples of the fade already played
+
+
+@dataclass
+class _Arrival:
+    pushed: int
+    at: int  # ticks run (stats.ticks) when `pushed` last changed
+    since: int  # start of the stall window: `at`, or the last tick the engine ran late
+    stalled: bool = False
+
+
+StallListener = Callable[[str, bool], None]  # (source, stalled now)
+
+
 class UnknownChannel(KeyError):
     pass
 
@@ -122,6 +150,15 @@ class Engine:
         self._sink_feed: dict[PacketSink, Feed] = {}
         self._encoders: dict[Feed, OpusFeedEncoder] = {}
         self._matrix: MixMatrix | None = None
+        self._last_matrix: MixMatrix | None = None
+        self._fade: _Fade | None = None
+        self._muted: set[str] = set()
+        self._returns: dict[str, ReturnSpec] = {}
+        self._processors: dict[str, ReturnProcessor] = {}
+        self._arrivals: dict[str, _Arrival] = {}
+        self._late_seen = 0
+        self._stall_listeners: list[StallListener] = []
+        self._floor_language_listeners: list[Callable[[str | None], None]] = []
         self._taps: list[TickTap] = []
         self._blocks = np.zeros((0, SAMPLES_PER_BLOCK), dtype=np.float32)
 
@@ -146,6 +183,7 @@ class Engine:
         if src is None or (buffer is not None and src.buffer is not buffer):
             return
         del self._sources[source_id]
+        self._arrivals.pop(source_id, None)
         self._invalidate()
 
     def has_source(self, source_id: str) -> bool:
@@ -163,6 +201,24 @@ class Engine:
     def set_gain(self, source_id: str, gain: float) -> None:
         self._gains[source_id] = gain
         self._invalidate()
+
+    def set_muted(self, source_id: str, muted: bool) -> None:
+        """Silence a source everywhere without changing who is live (an interpreter's cough)."""
+        if muted == (source_id in self._muted):
+            return
+        if muted:
+            self._muted.add(source_id)
+        else:
+            self._muted.discard(source_id)
+        self._invalidate()
+
+    def is_muted(self, source_id: str) -> bool:
+        return source_id in self._muted
+
+    def add_stall_listener(self, listener: StallListener) -> None:
+        """Told (inside the tick, before mixing) when an interpreter seat stops or resumes
+        sending: no block pushed for `stall_ticks` ticks after it had sent audio."""
+        self._stall_listeners.append(listener)
 
     # --- routing -------------------------------------------------------------------------
 
@@ -187,6 +243,11 @@ class Engine:
         """The language spoken on the floor now: its channels carry the floor (auto-floor)."""
         self._floor_language = language
         self._invalidate()
+        for listener in self._floor_language_listeners:
+            listener(language)
+
+    def add_floor_language_listener(self, listener: Callable[[str | None], None]) -> None:
+        self._floor_language_listeners.append(listener)
 
     def auto_floor_channels(self) -> frozenset[str]:
         """Channels in the floor language: they carry the floor even with a seat live."""
@@ -216,6 +277,15 @@ class Engine:
         if not state.sinks:
             del self._feeds[feed]
 
+    def set_return(self, personal: str, spec: ReturnSpec | None) -> None:
+        """Set (or, with None, forget) how the personal feed `personal` is made."""
+        if spec is None:
+            self._returns.pop(personal, None)
+            self._processors.pop(personal, None)
+            return
+        self._returns[personal] = spec
+        self._processors.setdefault(personal, ReturnProcessor()).configure(spec)
+
     def feed_of(self, sink: PacketSink) -> Feed | None:
         return self._sink_feed.get(sink)
 
@@ -243,15 +313,28 @@ class Engine:
 
     def tick(self, tick: int) -> None:
         started = time.process_time()
+        # Counted in ticks that ran, not tick numbers: when the loop was blocked and whole
+        # periods were skipped, the packets of that time are still queued, not missing.
+        self._watch_arrivals(self.stats.ticks)
         matrix = self._current_matrix()
         blocks = self._blocks
         for i, source_id in enumerate(matrix.sources):
-            block = self._sources[source_id].buffer.pull()
+            try:
+                block = self._sources[source_id].buffer.pull()
+            except Exception:
+                # One broken source is silence; the others and every channel go on.
+                self.stats.errors += 1
+                log.exception("source %s failed", source_id)
+                block = None
             if block is None:
                 blocks[i].fill(0.0)
             else:
                 blocks[i] = block
+        ramp = self._fade_ramp()
         mixed = mix(blocks, matrix)
+        if ramp is not None and self._fade is not None:
+            old = mix(blocks, self._fade.old)
+            mixed = old + (mixed - old) * ramp
         for tap in self._taps:
             try:
                 tap.on_tick(tick, matrix, blocks, mixed)
@@ -264,7 +347,7 @@ class Engine:
             if key is None:
                 continue
             if key not in packets:
-                packets[key] = self._encode(key, mixed, blocks, matrix, tick)
+                packets[key] = self._encode(key, mixed, blocks, matrix, tick, ramp)
             packet = packets[key]
             if packet is None:
                 continue
@@ -275,22 +358,37 @@ class Engine:
                     self.stats.errors += 1
                     log.exception("delivery to %r failed", sink)
         self._drop_idle_encoders(packets.keys())
+        if self._fade is not None:
+            self._fade.done += SAMPLES_PER_BLOCK
+            if self._fade.done >= self._fade_samples:
+                self._fade = None
         self.stats.ticks += 1
         cpu = time.process_time() - started
         self.stats.tick_cpu_seconds += cpu
         self.stats.max_tick_cpu_seconds = max(self.stats.max_tick_cpu_seconds, cpu)
 
     def _encode(
-        self, feed: Feed, mixed: np.ndarray, blocks: np.ndarray, matrix: MixMatrix, tick: int
+        self,
+        feed: Feed,
+        mixed: np.ndarray,
+        blocks: np.ndarray,
+        matrix: MixMatrix,
+        tick: int,
+        ramp: np.ndarray | None,
     ) -> av.Packet | None:
         solo = matrix.column(feed.solo) if feed.solo is not None else None
         if solo is not None:
             pcm = blocks[solo]
-        elif feed.minus is None and feed.layer is Layer.FULL:
+        elif feed.minus is None and feed.layer is Layer.FULL and feed.personal is None:
             pcm = mixed[matrix.row(feed.channel)]
         else:
-            voice_only = feed.layer is Layer.VOICE
-            pcm = feed_gains(matrix, feed.channel, feed.minus, voice_only) @ blocks
+            pcm = self._feed_gains(feed, matrix) @ blocks
+            if ramp is not None and self._fade is not None:
+                old = self._feed_gains(feed, self._fade.old) @ blocks
+                pcm = old + (pcm - old) * ramp
+            processor = self._processors.get(feed.personal) if feed.personal else None
+            if processor is not None:
+                pcm = processor.process(pcm)
         encoder = self._encoders.get(feed)
         if encoder is None:
             encoder = OpusFeedEncoder(
@@ -300,10 +398,24 @@ class Engine:
         self.stats.encodes += 1
         return encoder.encode(to_int16(pcm), tick)
 
+    def _feed_gains(self, feed: Feed, matrix: MixMatrix) -> np.ndarray:
+        gains = feed_gains(matrix, feed.channel, feed.minus, feed.layer is Layer.VOICE)
+        spec = self._returns.get(feed.personal) if feed.personal else None
+        if spec is not None:
+            own = minus_ids(feed.minus)
+            for source, gain in spec.extra.items():
+                c = matrix.column(source)
+                if c is not None and source not in own and source not in self._muted:
+                    # a partner already in the channel is not doubled
+                    gains[c] = max(gains[c], gain)
+        return gains
+
     def _effective(self, feed: Feed, matrix: MixMatrix) -> Feed | None:
         """The feed that is actually encoded: equal mixes share one encode; None sends nothing."""
         if feed.solo is not None:
             return feed if matrix.column(feed.solo) is not None else None
+        if feed.personal is not None:
+            return feed  # one listener's own processing chain: never shared
         live = matrix.live.get(feed.channel)
         if feed.layer is Layer.UNDER:
             return Feed(FLOOR) if live is not None else None
@@ -341,10 +453,75 @@ class Engine:
                 bed_gain=self.settings.bed_gain,
                 input_gains=dict(self._gains),
                 auto_floor=self.auto_floor_channels(),
+                muted=frozenset(self._muted),
             )
-            self._matrix = build_matrix(plan, list(self._sources))
+            matrix = build_matrix(plan, list(self._sources))
+            self._start_fade(matrix)
+            self._matrix = self._last_matrix = matrix
             self._blocks = np.zeros((len(self._sources), SAMPLES_PER_BLOCK), dtype=np.float32)
         return self._matrix
+
+    @property
+    def _fade_samples(self) -> int:
+        return self.settings.fade_ticks * SAMPLES_PER_BLOCK
+
+    def _start_fade(self, new: MixMatrix) -> None:
+        """Fade from what was heard at the end of the last tick (mid-fade too) to `new`."""
+        last = self._last_matrix
+        if last is None or self.settings.fade_ticks <= 0:
+            return
+        heard = last.gains
+        if self._fade is not None:
+            w = min(self._fade.done / self._fade_samples, 1.0)
+            heard = self._fade.old.gains + (last.gains - self._fade.old.gains) * np.float32(w)
+        old = remap(last, heard, new.sources)
+        if np.array_equal(old.gains, new.gains):
+            self._fade = None
+            return
+        self._fade = _Fade(old)
+
+    def _fade_ramp(self) -> np.ndarray | None:
+        if self._fade is None:
+            return None
+        return fade_ramp(self._fade.done, self._fade_samples, SAMPLES_PER_BLOCK)
+
+    def _watch_arrivals(self, ran: int) -> None:
+        """Tell the stall listeners when a seat stops sending, and when it sends again."""
+        if not self._stall_listeners:
+            return
+        # While the engine itself misses deadlines the process is overloaded and a seat's
+        # decoding lags with it: a late tick restarts the 500 ms window, so an interpreter is
+        # not taken off air because we were slow; a seat silent for 2 s goes off air anyway.
+        late = self.pacer.late_ticks != self._late_seen
+        self._late_seen = self.pacer.late_ticks
+        for source_id, src in self._sources.items():
+            if src.role is not SourceRole.SEAT:
+                continue
+            pushed = src.buffer.stats.pushed
+            seen = self._arrivals.get(source_id)
+            if seen is None:
+                if pushed > 0:  # watched from its first audio on: ICE may take a while
+                    self._arrivals[source_id] = _Arrival(pushed, ran, ran)
+                continue
+            change: bool | None = None
+            if late and not seen.stalled:
+                seen.since = ran
+            if pushed != seen.pushed:
+                seen.pushed, seen.at, seen.since = pushed, ran, ran
+                if seen.stalled:
+                    seen.stalled, change = False, False
+            elif not seen.stalled and (
+                ran - seen.since >= self.settings.stall_ticks
+                or ran - seen.at >= 4 * self.settings.stall_ticks  # overloaded: 2 s at most
+            ):
+                seen.stalled, change = True, True
+            if change is not None:
+                for listener in self._stall_listeners:
+                    try:
+                        listener(source_id, change)
+                    except Exception:
+                        self.stats.errors += 1
+                        log.exception("stall listener failed for %s", source_id)
 
     def _invalidate(self) -> None:
         self._matrix = None

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -16,6 +17,8 @@ from enum import StrEnum
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from router.config import Limits
+from router.control.limits import LimitSettings, SessionLimiter, Slot
 from router.media.engine import Engine, Feed, Layer, SourceRole
 from router.media.fanout import PacketTrack
 from router.media.ingest import consume_track
@@ -38,6 +41,36 @@ class SessionNotFound(LookupError):
     pass
 
 
+@dataclass(frozen=True)
+class Liveness:
+    """When a session is given up without a DELETE (a vanished client)."""
+
+    # A publisher that delivered no audio for this long is gone: aiortc would notice only
+    # when ICE consent fails, about 30 s later.
+    publisher_silence: float = 3.0
+    # A session whose connection is not up (or a publisher with no audio yet) this long
+    # after its offer was answered never will be: it must not hold a slot.
+    connect_timeout: float = 20.0
+    check_every: float = 0.25
+
+
+NO_LIMITS = LimitSettings(per_kind={}, per_address=1 << 30, pending_offers=1 << 30)
+
+
+def session_limits(limits: Limits) -> LimitSettings:
+    """The configured limits. Publishers need no count of their own: each source (the floor, a
+    panellist, a seat) has at most one session, a new one replaces the old."""
+    return LimitSettings(
+        per_kind={
+            SessionKind.LISTENER: limits.max_listeners,
+            SessionKind.MONITOR: limits.max_monitors,
+        },
+        per_address=limits.max_sessions_per_address,
+        pending_offers=limits.max_pending_offers,
+        retry_after=limits.retry_after_seconds,
+    )
+
+
 class NoUnderneathTrack(ValueError):
     """The original underneath needs a second audio track, and this listener has one."""
 
@@ -55,6 +88,12 @@ class Session:
     owner: object = None  # who created it, for the web layer's DELETE check
     buffer: SourceBuffer | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    slot: Slot | None = None
+    created: float = field(default_factory=time.monotonic)
+    # Liveness: audio blocks plus RTP packets received when that count last changed, and when.
+    last_pushed: int = -1
+    last_audio: float = field(default_factory=time.monotonic)
+    closed_because: str | None = None
 
 
 def _opus_only() -> list:
@@ -63,10 +102,21 @@ def _opus_only() -> list:
 
 
 class PeerManager:
-    def __init__(self, engine: Engine, rtc_config: Callable[[], RTCConfiguration]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        rtc_config: Callable[[], RTCConfiguration],
+        limits: LimitSettings = NO_LIMITS,
+        liveness: Liveness | None = None,
+        direct_rtp: bool = True,
+    ) -> None:
         self._engine = engine
         self._rtc_config = rtc_config
         self._sessions: dict[str, Session] = {}
+        self.limiter = SessionLimiter(limits)
+        self.liveness = liveness or Liveness()
+        self._direct_rtp = direct_rtp
+        self.timed_out = 0  # sessions closed by the liveness watch
 
     def get(self, session_id: str) -> Session:
         try:
@@ -89,12 +139,20 @@ class PeerManager:
         return_feed: Feed | None = None,
         on_close: Callable[[Session], None] | None = None,
         owner: object = None,
+        client: str | None = None,
     ) -> tuple[Session, str]:
-        """Accept a WHIP offer; a new publisher for the same source replaces the old one."""
+        """Accept a WHIP offer; a new publisher for the same source replaces the old one.
+
+        Raises SdpError for an unusable offer and LimitReached when a limit is full."""
         check_audio_offer(offer)
-        for old in [s for s in self._sessions.values() if s.source_id == source_id]:
-            await self.close(old.id)
-        session = self._new_session(kind, source_id, on_close)
+        slot = self.limiter.acquire(kind, client)
+        try:
+            for old in [s for s in self._sessions.values() if s.source_id == source_id]:
+                await self.close(old.id, "replaced by a new offer for the same source")
+        except BaseException:
+            self.limiter.release(slot)
+            raise
+        session = self._new_session(kind, source_id, on_close, slot)
         session.owner = owner
 
         def on_track(track: MediaStreamTrack) -> None:
@@ -115,7 +173,12 @@ class PeerManager:
         return session, answer
 
     async def listen(
-        self, channel: str, offer: str, underneath: bool = False
+        self,
+        channel: str,
+        offer: str,
+        underneath: bool = False,
+        client: str | None = None,
+        kind: SessionKind = SessionKind.LISTENER,
     ) -> tuple[Session, str]:
         """Accept a WHEP offer for one channel's feed.
 
@@ -126,7 +189,7 @@ class PeerManager:
         two_tracks = _audio_sections(offer) >= 2
         if underneath and not two_tracks:
             raise NoUnderneathTrack("the original underneath needs an offer with two audio m-lines")
-        session = self._new_session(SessionKind.LISTENER, None, None)
+        session = self._new_session(kind, None, None, self.limiter.acquire(kind, client))
         session.pc.on("track", lambda track: self._spawn(session, _drain(track)))
         outgoing = PacketTrack()
         under = PacketTrack() if two_tracks else None
@@ -136,10 +199,13 @@ class PeerManager:
         self._subscribe_listener(session, channel, underneath)
         return session, answer
 
-    async def monitor(self, source_id: str, offer: str) -> tuple[Session, str]:
+    async def monitor(
+        self, source_id: str, offer: str, client: str | None = None
+    ) -> tuple[Session, str]:
         """Accept a WHEP offer for one input alone (the technician's monitor)."""
-        session, answer = await self.listen(FLOOR_CHANNEL, offer)
-        session.kind = SessionKind.MONITOR
+        session, answer = await self.listen(
+            FLOOR_CHANNEL, offer, client=client, kind=SessionKind.MONITOR
+        )
         assert session.outgoing is not None
         self._engine.subscribe(session.outgoing, Feed(FLOOR_CHANNEL, solo=source_id))
         return session, answer
@@ -186,10 +252,23 @@ class PeerManager:
         feed = self._engine.feed_of(session.outgoing) if session.outgoing else None
         return feed.channel if feed else None
 
-    async def close(self, session_id: str) -> None:
+    async def close(
+        self, session_id: str, reason: str = "ended by request", lost: bool = False
+    ) -> None:
+        """End a session; `lost`: the router gave it up (failed, vanished), not a request."""
         session = self._sessions.pop(session_id, None)
         if session is None:
             return
+        # A lost publisher matters to the event (a seat or the floor dropped): a warning.
+        level = logging.WARNING if lost and session.source_id is not None else logging.INFO
+        log.log(
+            level,
+            "session %s (%s %s) closed: %s",
+            session.id,
+            session.kind,
+            session.source_id or "",
+            reason,
+        )
         for track in (session.outgoing, session.under):
             if track is not None:
                 self._engine.unsubscribe(track)
@@ -198,6 +277,8 @@ class PeerManager:
             self._engine.remove_source(session.source_id, session.buffer)
         for task in session.tasks:
             task.cancel()
+        if session.slot is not None:
+            self.limiter.release(session.slot)
         with contextlib.suppress(Exception):
             await session.pc.close()
         if session.on_close is not None:
@@ -210,6 +291,57 @@ class PeerManager:
         for session_id in list(self._sessions):
             await self.close(session_id)
 
+    async def watch(self) -> None:
+        """Close sessions whose client vanished without a DELETE; runs until cancelled."""
+        live = self.liveness
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(live.check_every)
+            now = time.monotonic()
+            if now - last > live.check_every + 1.0:
+                # This loop itself was held up (CPU starvation, a long GC): what clients sent
+                # meanwhile may still be queued. Their silence started no earlier than now.
+                for session in self._sessions.values():
+                    session.last_audio = max(session.last_audio, now)
+            last = now
+            for session in await self.stale(now):
+                self.timed_out += 1
+                try:
+                    await self.close(session.id, session.closed_because or "stale", lost=True)
+                except Exception:
+                    log.exception("closing stale session %s failed", session.id)
+
+    async def stale(self, now: float) -> list[Session]:
+        """Sessions to give up now; each is marked with the reason.
+
+        A publisher is alive while RTP packets arrive or its buffer gets audio: packets count
+        even when decoding lags behind (a busy machine), audio counts for inputs without RTP
+        statistics."""
+        out = []
+        live = self.liveness
+        for session in list(self._sessions.values()):
+            publisher = session.source_id is not None
+            if publisher:  # listeners send no audio: only the connect timeout applies
+                activity = await _packets_received(session.pc)
+                if session.buffer is not None:
+                    activity += session.buffer.stats.pushed
+                if activity != session.last_pushed:
+                    session.last_pushed = activity
+                    session.last_audio = now
+            if session.pc.connectionState != "connected":
+                # The silence clock starts when the connection is up (a slow handshake is
+                # not silence); until then only the connect timeout applies.
+                session.last_audio = now
+                if now - session.created > live.connect_timeout:
+                    session.closed_because = (
+                        f"not connected {live.connect_timeout:g} s after the offer"
+                    )
+                    out.append(session)
+            elif publisher and now - session.last_audio > (live.publisher_silence):
+                session.closed_because = f"no audio for {live.publisher_silence:g} s"
+                out.append(session)
+        return out
+
     # --- internals -----------------------------------------------------------------------
 
     def _new_session(
@@ -217,10 +349,20 @@ class PeerManager:
         kind: SessionKind,
         source_id: str | None,
         on_close: Callable[[Session], None] | None,
+        slot: Slot,
     ) -> Session:
-        pc = RTCPeerConnection(self._rtc_config())
+        try:
+            pc = RTCPeerConnection(self._rtc_config())
+        except BaseException:
+            self.limiter.release(slot)
+            raise
         return Session(
-            id=secrets.token_urlsafe(12), kind=kind, pc=pc, source_id=source_id, on_close=on_close
+            id=secrets.token_urlsafe(12),
+            kind=kind,
+            pc=pc,
+            source_id=source_id,
+            on_close=on_close,
+            slot=slot,
         )
 
     async def _negotiate(
@@ -236,24 +378,36 @@ class PeerManager:
         for track in (outgoing, second) if second is not None else (outgoing,):
             transceiver = pc.addTransceiver(track or "audio", direction=direction)
             transceiver.setCodecPreferences(_opus_only())
+            if track is not None and self._direct_rtp:
+                track.bind(transceiver)  # send in the tick, past aiortc's per-packet sender
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
-        except Exception as exc:
+        except BaseException as exc:
+            # Also on cancellation (the client hung up mid-offer): nothing may stay behind.
             for task in session.tasks:
                 task.cancel()
             for track in (outgoing, second):
                 if track is not None:
                     track.stop()
-            await pc.close()
+            if session.buffer is not None and session.source_id is not None:
+                self._engine.remove_source(session.source_id, session.buffer)
+            if session.slot is not None:
+                self.limiter.release(session.slot)
+            with contextlib.suppress(Exception):
+                await pc.close()
+            if not isinstance(exc, Exception):
+                raise
             raise SdpError(f"cannot negotiate this offer: {exc or type(exc).__name__}") from exc
+        if session.slot is not None:
+            self.limiter.negotiated(session.slot)
         self._sessions[session.id] = session
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             if pc.connectionState in ("failed", "closed"):
-                await self.close(session.id)
+                await self.close(session.id, f"connection {pc.connectionState}", lost=True)
 
         return pc.localDescription.sdp
 
@@ -264,6 +418,22 @@ class PeerManager:
 
 def _audio_sections(sdp: str) -> int:
     return sum(1 for line in sdp.splitlines() if line.startswith("m=audio "))
+
+
+async def _packets_received(pc: RTCPeerConnection) -> int:
+    """RTP packets received on every track of `pc` so far (aiortc's public statistics)."""
+    total = 0
+    for receiver in pc.getReceivers():
+        try:
+            report = await receiver.getStats()
+        except Exception:  # a transport torn down meanwhile: nothing more arrives
+            continue
+        total += sum(
+            getattr(stats, "packetsReceived", 0)
+            for stats in report.values()
+            if getattr(stats, "type", "") == "inbound-rtp"
+        )
+    return total
 
 
 async def _drain(track: MediaStreamTrack) -> None:

@@ -8,8 +8,9 @@ from pydantic import BaseModel
 from router.control.booths import MicRefused, SeatNotFound, seat_source_id
 from router.control.tokens import Role
 from router.signalling.peers import SessionKind
+from router.signalling.turn import browser_ice_servers
 from router.web.errors import ApiError, error_responses
-from router.web.requests import authenticate, read_json, require, runtime
+from router.web.requests import authenticate, json_body, read_json, require, runtime
 
 router = APIRouter(prefix="/api", tags=["API"])
 
@@ -34,6 +35,8 @@ class EventInfo(BaseModel):
     listener_token_required: bool
     channels: list[ChannelInfo]
     ice_servers: list[IceServerInfo]
+    # True: listeners connect through Janus edges (POST /api/listen), not /whep directly.
+    edges: bool = False
 
 
 class MicRequest(BaseModel):
@@ -81,16 +84,21 @@ async def event_info(request: Request) -> EventInfo:
             ChannelInfo(id=cid, name=ch.name, language=ch.language)
             for cid, ch in cfg.channels.items()
         ],
-        ice_servers=[IceServerInfo(**s.model_dump()) for s in cfg.ice.servers],
+        # With [turn], each answer carries freshly minted, time-limited TURN credentials.
+        ice_servers=[IceServerInfo(**s.model_dump()) for s in browser_ice_servers(cfg)],
+        edges=bool(cfg.edges),
     )
 
 
 @router.post(
     "/booths/{booth}/seats/{seat}/mic",
     summary="Turn a seat's microphone on or off (interlock: one live seat per channel)",
-    description="Token: the booth's. 409 when another seat is live on the channel or the seat "
-    "has not published audio.",
-    responses=error_responses(400, 401, 403, 404, 409, 413, 415),
+    description="Token: the booth's. Goes live into the seat's output (A, or B: the retour). "
+    "409 with the reason when another seat is live on that channel (interlock, across booths; "
+    "a partner of the same booth: use the handover endpoint) or the seat has not published "
+    "audio. A reconnected seat is never live until this is called again.",
+    openapi_extra=json_body(MicRequest),
+    responses=error_responses(400, 401, 403, 404, 408, 409, 413, 415),
 )
 async def seat_mic(request: Request, booth: str, seat: str) -> SeatInfo:
     rt = runtime(request)
@@ -108,7 +116,7 @@ async def seat_mic(request: Request, booth: str, seat: str) -> SeatInfo:
     return SeatInfo(
         booth=state.booth,
         seat=state.seat,
-        channel=rt.board.output_channel(booth),
+        channel=rt.board.channel_of(state),
         connected=state.connected,
         live=state.live,
     )

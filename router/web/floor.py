@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from router.control.tokens import Role
 from router.web.errors import ApiError, error_responses
-from router.web.requests import authenticate, read_json, require, runtime
+from router.web.requests import authenticate, json_body, read_json, require, runtime
 
 router = APIRouter(prefix="/api", tags=["Floor"])
 
@@ -50,7 +50,8 @@ async def get_floor(request: Request) -> FloorState:
     "carry the floor at full level from the next 20 ms tick, even if a seat of their booth is "
     "live (the booth has nothing to interpret). A language without a channel is allowed: then "
     "every booth interprets. `/api/event` reports the new `floor_language`.",
-    responses=error_responses(400, 401, 403, 413, 415),
+    openapi_extra=json_body(FloorLanguageRequest),
+    responses=error_responses(400, 401, 403, 408, 413, 415),
 )
 async def put_floor_language(request: Request) -> FloorState:
     rt = runtime(request)

@@ -9,7 +9,7 @@ from router.control.tokens import Role
 from router.media.player import MediaNotFound, MediaUnplayable, PlaybackStatus
 from router.runtime import EventRuntime
 from router.web.errors import ApiError, error_responses
-from router.web.requests import authenticate, read_json, require, runtime
+from router.web.requests import authenticate, json_body, read_json, require, runtime
 
 router = APIRouter(prefix="/api/media", tags=["Media"])
 
@@ -65,7 +65,8 @@ async def media_overview(request: Request) -> MediaOverview:
     "`GET /api/media` (never a path). Any file PyAV (FFmpeg) can read; a video's first audio "
     "stream is played. 404 for a name not in the media folder, 400 for a file without "
     "playable audio.",
-    responses=error_responses(400, 401, 403, 404, 413, 415),
+    openapi_extra=json_body(PlayRequest),
+    responses=error_responses(400, 401, 403, 404, 408, 413, 415),
 )
 async def media_play(request: Request) -> Playback:
     rt = technician(request)

@@ -13,12 +13,22 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from router.control.booths import SeatNotFound
+from router.control.limits import LimitReached
 from router.control.tokens import Role
 from router.monitoring.console import TechConsole
 from router.signalling.sdp import SdpError
 from router.web.errors import ApiError, error_responses
 from router.web.pages import WEB_CLIENT
-from router.web.requests import authenticate, read_json, read_sdp, require, runtime
+from router.web.requests import (
+    authenticate,
+    client_address,
+    json_body,
+    read_json,
+    read_sdp,
+    require,
+    runtime,
+    too_many,
+)
 from router.web.whip import CREATED, SDP_BODY, created
 
 router = APIRouter(tags=["Technician"])
@@ -64,7 +74,8 @@ async def tech_log(request: Request, since: int = 0) -> list[dict[str, object]]:
 @router.post(
     "/api/tech/inputs/{source_id}/gain",
     summary="Set an input's gain (dB) and mute",
-    responses=error_responses(400, 401, 403, 404, 413, 415),
+    openapi_extra=json_body(InputGain),
+    responses=error_responses(400, 401, 403, 404, 408, 413, 415),
 )
 async def tech_input_gain(request: Request, source_id: str) -> dict[str, Any]:
     desk = technician(request)
@@ -94,7 +105,8 @@ async def tech_seat_off(request: Request, booth: str, seat: str) -> dict[str, An
 @router.post(
     "/api/tech/recording",
     summary="Start or stop recording every channel (Ogg/Opus, no re-encode)",
-    responses=error_responses(400, 401, 403, 413, 415),
+    openapi_extra=json_body(RecordingSwitch),
+    responses=error_responses(400, 401, 403, 408, 413, 415),
 )
 async def tech_recording(request: Request) -> dict[str, Any]:
     desk = technician(request)
@@ -138,7 +150,7 @@ async def tech_recording_file(request: Request, session: str, name: str) -> File
     description="Like `POST /whep/{channel}`, for an input (`room`, `panellist:<id>`, "
     "`seat:<booth>:<seat>`, `media`, `rtp:<id>`). End it with `DELETE {Location}`.",
     openapi_extra=SDP_BODY,
-    responses={**CREATED, **error_responses(400, 401, 403, 404, 413, 415)},
+    responses={**CREATED, **error_responses(400, 401, 403, 404, 408, 413, 415, 429)},
 )
 async def tech_monitor(request: Request, source_id: str) -> Response:
     technician(request)
@@ -147,9 +159,11 @@ async def tech_monitor(request: Request, source_id: str) -> Response:
         raise ApiError(404, f"no input {source_id!r} is connected")
     offer = await read_sdp(request, rt.config.limits.max_sdp_bytes)
     try:
-        session, answer = await rt.peers.monitor(source_id, offer)
+        session, answer = await rt.peers.monitor(source_id, offer, client_address(request))
     except SdpError as exc:
         raise ApiError(400, str(exc)) from None
+    except LimitReached as exc:
+        raise too_many(exc) from None
     return created(session, answer, "whep")
 
 
@@ -158,8 +172,16 @@ async def tech_page() -> FileResponse:
     return FileResponse(WEB_CLIENT / "tech.html", media_type="text/html")
 
 
-@router.get("/metrics", summary="Prometheus metrics", tags=["Monitoring"])
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    description="Token: technician, unless the event sets `[metrics] public = true`.",
+    tags=["Monitoring"],
+    responses=error_responses(401, 403),
+)
 async def metrics(request: Request) -> Response:
+    if not runtime(request).config.metrics.public:
+        technician(request)
     return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -171,7 +193,7 @@ async def tech_stream(ws: WebSocket) -> None:
     try:
         first = await asyncio.wait_for(ws.receive_text(), AUTH_TIMEOUT)
         token = json.loads(first).get("token")
-    except (TimeoutError, ValueError, AttributeError, WebSocketDisconnect):
+    except (TimeoutError, ValueError, AttributeError, KeyError, WebSocketDisconnect):
         await ws.close(code=1008, reason='send {"token": ...} first')
         return
     who = rt.tokens.identify(token if isinstance(token, str) else None)

@@ -5,11 +5,20 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
+from router.control.limits import LimitReached
 from router.media.engine import UnknownChannel
 from router.signalling.peers import NoUnderneathTrack, SessionKind, SessionNotFound
 from router.signalling.sdp import SdpError
 from router.web.errors import ApiError, error_responses
-from router.web.requests import authenticate, read_json, read_sdp, runtime
+from router.web.requests import (
+    authenticate,
+    client_address,
+    json_body,
+    read_json,
+    read_sdp,
+    runtime,
+    too_many,
+)
 from router.web.whip import CREATED, SDP_BODY, created
 
 router = APIRouter(tags=["WHEP listeners"])
@@ -59,7 +68,7 @@ def _channel_or_404(request: Request, channel: str) -> None:
     "it off (the default) the first track carries the channel as the event mixes it and the "
     "second gets no packets. A one-m-line offer gets one track, the channel.",
     openapi_extra=SDP_BODY,
-    responses={**CREATED, **error_responses(400, 401, 404, 413, 415, 503)},
+    responses={**CREATED, **error_responses(400, 401, 404, 408, 413, 415, 429)},
 )
 async def whep_listen(
     request: Request,
@@ -73,12 +82,14 @@ async def whep_listen(
         authenticate(request, rt.tokens)  # any valid token: staff may listen too
     _channel_or_404(request, channel)
     offer = await read_sdp(request, rt.config.limits.max_sdp_bytes)
-    if rt.peers.count(SessionKind.LISTENER) >= rt.config.limits.max_listeners:
-        raise ApiError(503, "this server has reached its listener limit", {"Retry-After": "10"})
     try:
-        session, answer = await rt.peers.listen(channel, offer, underneath)
+        session, answer = await rt.peers.listen(
+            channel, offer, underneath, client=client_address(request)
+        )
     except (SdpError, NoUnderneathTrack) as exc:
         raise ApiError(400, str(exc)) from None
+    except LimitReached as exc:
+        raise too_many(exc) from None
     return created(session, answer, "whep")
 
 
@@ -88,13 +99,8 @@ async def whep_listen(
     description='Body: `{"channel": "es"}`, `{"underneath": true}` or both. The next 20 ms '
     "packet follows the new choice, with continuous RTP timestamps; no renegotiation. "
     "`underneath` needs a session whose offer had two audio m-lines (400 otherwise).",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": ChannelChoice.model_json_schema()}},
-        }
-    },
-    responses=error_responses(400, 404, 413, 415),
+    openapi_extra=json_body(ChannelChoice),
+    responses=error_responses(400, 404, 408, 413, 415),
     response_model_exclude_none=True,
 )
 async def whep_switch(request: Request, session_id: str) -> ChannelNow:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from router.control.booths import SeatNotFound, seat_source_id
+from router.control.limits import LimitReached
 from router.control.tokens import Principal, Role
 from router.media.engine import Feed, SourceRole
 from router.media.mixer import FLOOR
@@ -13,7 +14,16 @@ from router.runtime import EventRuntime
 from router.signalling.peers import Session, SessionKind, SessionNotFound
 from router.signalling.sdp import SdpError
 from router.web.errors import ApiError, error_responses
-from router.web.requests import authenticate, read_json, read_sdp, require, runtime
+from router.web.requests import (
+    authenticate,
+    client_address,
+    json_body,
+    read_json,
+    read_sdp,
+    require,
+    runtime,
+    too_many,
+)
 
 router = APIRouter(tags=["WHIP publishers"])
 
@@ -59,12 +69,23 @@ async def publish(
 
     try:
         session, answer = await rt.peers.publish(
-            kind, source_id, role, offer, return_feed, on_close, owner=principal
+            kind,
+            source_id,
+            role,
+            offer,
+            return_feed,
+            on_close,
+            owner=principal,
+            client=client_address(request),
         )
     except SdpError as exc:
         raise ApiError(400, str(exc)) from None
+    except LimitReached as exc:
+        raise too_many(exc) from None
     if kind == SessionKind.SEAT:
         rt.board.set_connected(booth, seat, True)
+        if session.outgoing is not None:  # what the seat hears: its source choice, its settings
+            rt.board.attach_return(booth, seat, session.outgoing)
     return created(session, answer, "whip")
 
 
@@ -99,7 +120,7 @@ def panellist_return(rt: EventRuntime, source: str, channel: str) -> Feed:
     "remote panellists and media for the room's loudspeakers, never the room itself. Token: "
     "the floor role. A new floor publisher replaces the previous one.",
     openapi_extra=SDP_BODY,
-    responses={**CREATED, **error_responses(400, 401, 403, 413, 415)},
+    responses={**CREATED, **error_responses(400, 401, 403, 408, 413, 415, 429)},
 )
 async def whip_floor(request: Request) -> Response:
     rt = runtime(request)
@@ -117,7 +138,7 @@ async def whip_floor(request: Request) -> Response:
     description="`?listen=ne` returns a language channel instead of the floor (still without "
     "their own voice); switch later with `POST /whip/sessions/{id}/listen`.",
     openapi_extra=SDP_BODY,
-    responses={**CREATED, **error_responses(400, 401, 403, 404, 413, 415)},
+    responses={**CREATED, **error_responses(400, 401, 403, 404, 408, 413, 415, 429)},
 )
 async def whip_panellist(
     request: Request,
@@ -139,11 +160,13 @@ async def whip_panellist(
 @router.post(
     "/whip/booth/{booth}/{seat}",
     status_code=201,
-    summary="Publish an interpreter seat; the answer carries what the seat hears (the floor)",
+    summary="Publish an interpreter seat; the answer carries what the seat hears",
     description="The seat is connected but not live: turn its mic on with the mic endpoint. "
-    "Its return feed never contains its own voice.",
+    "Its return feed is its chosen source (floor, auto or a relay channel, see "
+    "`/api/booths/{booth}/seats/{seat}/source`), never its own voice, with its booth partners "
+    "low, its volume and tone, and a limiter.",
     openapi_extra=SDP_BODY,
-    responses={**CREATED, **error_responses(400, 401, 403, 404, 413, 415)},
+    responses={**CREATED, **error_responses(400, 401, 403, 404, 408, 413, 415, 429)},
 )
 async def whip_seat(request: Request, booth: str, seat: str) -> Response:
     rt = runtime(request)
@@ -166,7 +189,8 @@ async def whip_seat(request: Request, booth: str, seat: str) -> Response:
     description='Body: `{"channel": "ne"}`. Token: the one that created the session, or a '
     "technician. Takes effect at the next 20 ms packet, on the same connection; the panellist's "
     "own voice is never in it.",
-    responses=error_responses(400, 401, 403, 404, 413, 415),
+    openapi_extra=json_body(ListenChoice),
+    responses=error_responses(400, 401, 403, 404, 408, 413, 415),
 )
 async def whip_listen(request: Request, session_id: str) -> ListeningTo:
     rt = runtime(request)
