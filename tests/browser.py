@@ -6,7 +6,7 @@ import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -60,3 +60,27 @@ DOMINANT_FREQUENCY_JS = """async () => {
   found.sort((x, y) => x.hz - y.hz);
   return found[5];
 }"""
+
+
+# The dominant frequency one named analyser of a page object sees (`window[page][name]`), as
+# the median of nine reads: the booth, floor and panellist pages expose theirs this way.
+ANALYSER_DOMINANT_JS = """async ([page, name]) => {
+  const a = window[page][name];
+  const bins = new Float32Array(a.frequencyBinCount);
+  const hz = a.context.sampleRate / a.fftSize;
+  const found = [];
+  for (let i = 0; i < 9; i++) {
+    await new Promise(r => setTimeout(r, 100));
+    a.getFloatFrequencyData(bins);
+    let best = 5;
+    for (let k = 5; k < bins.length; k++) if (bins[k] > bins[best]) best = k;
+    found.push(best * hz);
+  }
+  found.sort((x, y) => x - y);
+  return found[4];
+}"""
+
+
+async def analyser_hz(page: Page, page_object: str, analyser: str) -> float:
+    """The dominant frequency `window[page_object][analyser]` sees (median of nine reads)."""
+    return await page.evaluate(ANALYSER_DOMINANT_JS, [page_object, analyser])

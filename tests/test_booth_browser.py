@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import chromium
+from tests.browser import analyser_hz, chromium
 from tests.media_files import heard_db, write_wav
 from tests.webrtc_clients import listen, publish
 
@@ -14,22 +14,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.webrtc]
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 MIC_HZ, FLOOR_HZ = 550.0, 440.0
-
-DOMINANT_JS = """async (name) => {
-  const a = window.booth[name];
-  const bins = new Float32Array(a.frequencyBinCount);
-  const hz = a.context.sampleRate / a.fftSize;
-  const found = [];
-  for (let i = 0; i < 9; i++) {
-    await new Promise(r => setTimeout(r, 100));
-    a.getFloatFrequencyData(bins);
-    let best = 5;
-    for (let k = 5; k < bins.length; k++) if (bins[k] > bins[best]) best = k;
-    found.push(best * hz);
-  }
-  found.sort((x, y) => x - y);
-  return found[4];
-}"""
 
 
 async def test_booth_console_goes_live_and_the_channel_carries_the_mic(server, tmp_path):
@@ -74,10 +58,10 @@ async def test_booth_console_goes_live_and_the_channel_carries_the_mic(server, t
             assert heard_db(heard, MIC_HZ) > -30
             assert heard_db(heard, FLOOR_HZ) < heard_db(heard, MIC_HZ) - 12
             # the console hears the floor (its return), its own meter shows its own voice
-            assert await page.evaluate(DOMINANT_JS, "feedAnalyser") == pytest.approx(
+            assert await analyser_hz(page, "booth", "feedAnalyser") == pytest.approx(
                 FLOOR_HZ, abs=25
             )
-            assert await page.evaluate(DOMINANT_JS, "micAnalyser") == pytest.approx(MIC_HZ, abs=25)
+            assert await analyser_hz(page, "booth", "micAnalyser") == pytest.approx(MIC_HZ, abs=25)
 
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "booth-live.png"), full_page=True)

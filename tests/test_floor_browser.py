@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import chromium
+from tests.browser import analyser_hz, chromium
 from tests.media_files import heard_db, write_wav
 from tests.webrtc_clients import listen, publish
 
@@ -15,22 +15,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.webrtc]
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 DESK_HZ, PANEL_HZ = 440.0, 660.0
-
-DOMINANT_JS = """async (name) => {
-  const a = window.floorStation[name];
-  const bins = new Float32Array(a.frequencyBinCount);
-  const hz = a.context.sampleRate / a.fftSize;
-  const found = [];
-  for (let i = 0; i < 9; i++) {
-    await new Promise(r => setTimeout(r, 100));
-    a.getFloatFrequencyData(bins);
-    let best = 5;
-    for (let k = 5; k < bins.length; k++) if (bins[k] > bins[best]) best = k;
-    found.push(best * hz);
-  }
-  found.sort((x, y) => x - y);
-  return found[4];
-}"""
 
 
 async def test_floor_station_sends_the_desk_and_plays_the_room_return(server, tmp_path):
@@ -57,10 +41,10 @@ async def test_floor_station_sends_the_desk_and_plays_the_room_return(server, tm
             assert heard_db(floor, DESK_HZ) > -25 and heard_db(floor, PANEL_HZ) > -25
             # the room return: the panellist, never the desk feed itself
             await page.wait_for_timeout(300)
-            assert await page.evaluate(DOMINANT_JS, "returnAnalyser") == pytest.approx(
+            assert await analyser_hz(page, "floorStation", "returnAnalyser") == pytest.approx(
                 PANEL_HZ, abs=25
             )
-            assert await page.evaluate(DOMINANT_JS, "inputAnalyser") == pytest.approx(
+            assert await analyser_hz(page, "floorStation", "inputAnalyser") == pytest.approx(
                 DESK_HZ, abs=25
             )
             session = next(s for s in server.runtime.peers.sessions() if s.source_id == "room")

@@ -85,7 +85,6 @@ def test_blocks_released_after_a_gap_do_not_keep_its_latency():
     assert buf.stats.trimmed >= 1
 
 
-
 def test_drift_resampling_keeps_the_top_of_the_band():
     # Resampling at 0.3 % visits every fractional position and modulates a 15 kHz tone: read
     # by one FFT the cubic interpolator loses 2.1 dB of it, linear interpolation lost 3.8 dB.

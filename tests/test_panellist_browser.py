@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import chromium
+from tests.browser import analyser_hz, chromium
 from tests.media_files import heard_db, write_wav
 from tests.webrtc_clients import listen, publish
 
@@ -14,23 +14,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.webrtc]
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 MIC_HZ, FLOOR_HZ = 550.0, 440.0
-
-# The dominant frequency one of the page's analysers sees, median of several reads.
-DOMINANT_JS = """async (name) => {
-  const a = window.panellist[name];
-  const bins = new Float32Array(a.frequencyBinCount);
-  const hz = a.context.sampleRate / a.fftSize;
-  const found = [];
-  for (let i = 0; i < 9; i++) {
-    await new Promise(r => setTimeout(r, 100));
-    a.getFloatFrequencyData(bins);
-    let best = 5;
-    for (let k = 5; k < bins.length; k++) if (bins[k] > bins[best]) best = k;
-    found.push(best * hz);
-  }
-  found.sort((x, y) => x - y);
-  return found[4];
-}"""
 
 
 async def floor_level(listener, freq: float) -> float:
@@ -62,10 +45,12 @@ async def test_panellist_page_speaks_into_the_floor(server, tmp_path):
             assert "panellist:landry" in engine.source_ids()
             # the page hears the floor (the room's 440 Hz) and not its own 550 Hz
             await page.wait_for_timeout(300)
-            assert await page.evaluate(DOMINANT_JS, "returnAnalyser") == pytest.approx(
+            assert await analyser_hz(page, "panellist", "returnAnalyser") == pytest.approx(
                 FLOOR_HZ, abs=25
             )
-            assert await page.evaluate(DOMINANT_JS, "micAnalyser") == pytest.approx(MIC_HZ, abs=25)
+            assert await analyser_hz(page, "panellist", "micAnalyser") == pytest.approx(
+                MIC_HZ, abs=25
+            )
 
             # mute: the floor loses the panellist at once; unmute brings them back
             mute = page.get_by_role("button", name="Mute")
