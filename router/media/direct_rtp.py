@@ -62,7 +62,6 @@ class DirectRtpPath:
         self._octets = 0
         self._wire = 0  # protected bytes and packets not yet added to the DTLS transport's counters
         self._wire_packets = 0
-        self.sent = 0
 
     @classmethod
     def attach(cls, transceiver: RTCRtpTransceiver) -> DirectRtpPath | None:
@@ -88,10 +87,6 @@ class DirectRtpPath:
                 (sender, _RTP_TS),
             )
         )
-
-    @property
-    def open(self) -> bool:
-        return self._dtls._state is State.CONNECTED
 
     def send(self, payload: bytes, pts: int) -> bool:
         """Send one packet (pts in 1/48000, the RTP clock of Opus); False once closed."""
@@ -126,7 +121,6 @@ class DirectRtpPath:
         self._octets += octets
         self._wire += wire
         self._wire_packets += 1
-        self.sent += 1
         # Sender reports go out at any moment: their packet and octet counts stay exact.
         setattr(sender, _PACKETS, self._packets)
         setattr(sender, _OCTETS, self._octets)
