@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.soak import churn, settle, snapshot, soak
+from bench.soak import churn, settle, snapshot, soak, task_names
 from tests.webrtc_clients import publish
 
 pytestmark = pytest.mark.webrtc
@@ -25,6 +25,7 @@ async def test_listener_churn_and_switching_leave_nothing_behind(server):
         ).status_code == 200
         assert await churn(http, 20, concurrency=5, seed=0) == []  # warm-up: first allocations
         baseline = await settle(app, snapshot(app), timeout=5)
+        before = task_names()
 
         assert await churn(http, CYCLES, concurrency=5) == []  # every cycle heard audio twice
         after = await settle(app, baseline)
@@ -32,7 +33,7 @@ async def test_listener_churn_and_switching_leave_nothing_behind(server):
         assert after.consumers == baseline.consumers
         assert after.limiter == baseline.limiter
         assert after.peer_connections <= baseline.peer_connections
-        assert after.tasks <= baseline.tasks
+        assert after.tasks <= baseline.tasks, (before, task_names())
         growth = after.rss_mb - baseline.rss_mb
         print(f"\n{CYCLES} cycles: RSS {baseline.rss_mb} -> {after.rss_mb} MB ({growth:+.1f})")
         # A leaked peer connection holds a few MB (DTLS, ICE, codecs, queues): 100 of them
@@ -44,7 +45,7 @@ async def test_listener_churn_and_switching_leave_nothing_behind(server):
         assert result.switches >= 50 and result.stalls == 0
         after_soak = await settle(app, baseline)
         assert after_soak.sessions == 2 and after_soak.limiter == baseline.limiter
-        assert after_soak.tasks <= baseline.tasks
+        assert after_soak.tasks <= baseline.tasks, (before, task_names())
         assert after_soak.peer_connections <= baseline.peer_connections
         assert server.runtime.engine.stats.errors == 0
         assert floor.pc.connectionState == seat.pc.connectionState == "connected"
