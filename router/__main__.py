@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import getpass
 import logging
 import sys
@@ -149,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
             f"Demo event: open {scheme}://{args.host}:{args.port}/ and pick a language.",
             flush=True,
         )
+    # Everything imported so far lives as long as the process. A full collection walking it
+    # all (aiortc, av, numpy, FastAPI, pydantic) stopped the event loop for 140 ms on the bench
+    # machine: seven ticks of audio late at once. Frozen, collections walk only what the event
+    # creates (docs/PERFORMANCE.md, "Loop stalls").
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, **options)
     return 0
 
