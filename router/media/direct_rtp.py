@@ -4,13 +4,16 @@ aiortc's RTCRtpSender costs about 80 µs of Python per packet per listener: a ta
 packet, an RtpPacket object, a full serialize, NTP time from datetime, two awaits down to the
 socket. For a listener that only forwards the engine's shared Opus packet, the work that is
 really per listener is the 12-byte header, the SRTP protect and the sendto. `DirectRtpPath`
-does just that, synchronously, inside the engine's tick.
+does just that, synchronously, inside the engine's tick: the header stays in a buffer of its
+own, the payload is copied in behind it, and libsrtp protects it in place (pylibsrtp's
+`Session.protect` would add a bytes copy, type checks and an allocation per packet).
 
 It keeps what the rest of aiortc relies on: the negotiated SSRC, payload type and mid header
 extension, and the sender's counters that its RTCP sender reports are built from (packet and
 octet counts, the NTP/RTP timestamp pair), so RTCP, stats and receivers see a normal sender.
-The attributes it reads are aiortc internals; `attach` checks each of them and returns None
-when one is missing, and the caller keeps aiortc's own path.
+The attributes it reads are aiortc internals (and pylibsrtp's binding, pinned with aiortc in
+pyproject.toml); `supported` checks aiortc's, and the caller keeps aiortc's own path when one
+is missing.
 """
 
 from __future__ import annotations
@@ -19,15 +22,20 @@ import logging
 import secrets
 import struct
 
+import av
 from aiortc.clock import current_ntp_time
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpParameters
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+from pylibsrtp._binding import ffi as _ffi
+from pylibsrtp._binding import lib as _lib
 
 log = logging.getLogger(__name__)
 
 _SEQ_TS = struct.Struct("!HI")
+_BYTE = struct.Struct("!B")
+_MTU = 1500  # the packet buffer; an Opus packet of 20 ms is far below it, with room for the tag
 _SR_EVERY = 25  # packets between refreshes of the sender report's NTP/RTP timestamp pair
 # The sender's name-mangled counters that its RTCP sender reports read.
 _PACKETS = "_RTCRtpSender__packet_count"
@@ -48,11 +56,19 @@ class DirectRtpPath:
         extensions.configure(RTCRtpParameters(headerExtensions=transceiver._headerExtensions))
         template = RtpPacket(payload_type=codec.payloadType, ssrc=sender._ssrc)
         template.extensions.mid = transceiver.mid
-        self._header = bytearray(template.serialize(extensions))
+        header = template.serialize(extensions)
+        self._hlen = len(header)
+        self._pt = header[1]
+        self._session = dtls._tx_srtp  # keeps the libsrtp context below alive
+        self._context = self._session._srtp[0]
+        self._cdata = _ffi.new("char[]", _MTU)
+        self._buf = _ffi.buffer(self._cdata)
+        self._buf[0 : self._hlen] = header
+        self._length = _ffi.new("int *")
         self._marker = True  # the first packet of a talkspurt
+        self._failures = 0
         self._sender = sender
         self._dtls = dtls
-        self._srtp = dtls._tx_srtp
         self._ice = dtls.transport._connection
         self._pair: object = None
         self._route: tuple = (None, None)
@@ -88,8 +104,9 @@ class DirectRtpPath:
             )
         )
 
-    def send(self, payload: bytes, pts: int) -> bool:
-        """Send one packet (pts in 1/48000, the RTP clock of Opus); False once closed."""
+    def send(self, payload: bytes | av.Packet, size: int, pts: int) -> bool:
+        """Send one packet of `size` bytes (pts in 1/48000, the RTP clock of Opus); False once
+        closed, or when libsrtp refuses it."""
         if self._dtls._state is not State.CONNECTED:
             return False
         pair = self._ice._nominated.get(1)
@@ -98,21 +115,29 @@ class DirectRtpPath:
             if pair is None:
                 return False
             self._pair, self._route = pair, (pair.protocol.transport, pair.remote_addr)
-        header = self._header
+        buf, hlen = self._buf, self._hlen
         timestamp = (self._origin + pts) & 0xFFFFFFFF
-        _SEQ_TS.pack_into(header, 2, self._seq, timestamp)
+        _SEQ_TS.pack_into(buf, 2, self._seq, timestamp)
         if self._marker:
-            header[1] |= 0x80
+            _BYTE.pack_into(buf, 1, self._pt | 0x80)
+        length = self._length
+        length[0] = hlen + size
+        buf[hlen : length[0]] = payload
+        # In place: the header is authenticated, not encrypted, so it stays valid for the next.
+        status = _lib.srtp_protect(self._context, self._cdata, length)
+        if status:
+            self._failures += 1
+            if self._failures == 1:
+                log.warning("libsrtp refused a packet (status %d); dropping", status)
+            return False
+        if self._marker:
+            _BYTE.pack_into(buf, 1, self._pt)
             self._marker = False
-            data = bytes(header) + payload
-            header[1] &= 0x7F
-        else:
-            data = bytes(header) + payload
-        protected = self._srtp.protect(data)
+        wire = length[0]
         transport, address = self._route
-        transport.sendto(protected, address)
+        transport.sendto(buf[0:wire], address)
         self._seq = (self._seq + 1) & 0xFFFF
-        self._count(len(payload), len(protected), timestamp)
+        self._count(size, wire, timestamp)
         return True
 
     def _count(self, octets: int, wire: int, timestamp: int) -> None:

@@ -67,7 +67,7 @@ class PacketTrack(MediaStreamTrack):
             if direct is None:  # not connected yet: nobody to send to
                 self.dropped += 1
                 return
-        if direct.send(bytes(packet), packet.pts):
+        if direct.send(packet, packet.size, packet.pts):
             self.delivered += 1
         else:
             self.dropped += 1
