@@ -69,6 +69,7 @@ from router.media.jitter import install_audio_jitter_buffer  # noqa: E402
 
 FLOOR_HZ, FR_HZ = 440.0, 660.0
 FLOOR_TOKEN = "floor-demo-token"
+TECH_TOKEN = "technician-demo-token"
 FR_TOKEN = "booth-fr-demo-token"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -312,6 +313,7 @@ class CpuWindow:
     min_listener_packets: int
     ticks: int
     late_ticks: int
+    tick_cpu: float  # the part of `cpu` spent inside engine ticks (mix, encode, direct sends)
     rss_mb: float
     threads: int
 
@@ -357,6 +359,7 @@ async def cpu_windows(
                 min_listener_packets=min((a["min"] for a in after), default=0),
                 ticks=h1["ticks"] - h0["ticks"],
                 late_ticks=h1["late_ticks"] - h0["late_ticks"],
+                tick_cpu=h1["tick_cpu_seconds"] - h0["tick_cpu_seconds"],
                 rss_mb=server.rss_mb(),
                 threads=server.threads(),
             )
@@ -548,8 +551,22 @@ async def run_bursts(
     return out
 
 
+async def floor_cushion(http: httpx.AsyncClient) -> float | None:
+    """The room input's receive-buffer cushion (blocks before a tick), from the tech status."""
+    resp = await http.get("/api/tech/status", headers={"Authorization": f"Bearer {TECH_TOKEN}"})
+    if resp.status_code != 200:
+        raise BenchError(f"/api/tech/status: {resp.status_code}")
+    room = next((i for i in resp.json()["inputs"] if i["id"] == "room"), {})
+    return room.get("cushion_blocks")
+
+
 async def latency_round(
-    http: httpx.AsyncClient, listener: Client, reps: int, loss_reps: int, spacing: float
+    http: httpx.AsyncClient,
+    listener: Client,
+    reps: int,
+    loss_reps: int,
+    spacing: float,
+    settle: float,
 ) -> dict:
     """A new floor publisher and a new P2P call, at a random phase against the engine tick."""
     schedule = BurstSchedule(t0=time.monotonic() + random.uniform(0, 0.02))
@@ -569,7 +586,7 @@ async def latency_round(
                 break
         else:
             raise BenchError("latency: a burst does not get through both paths")
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(settle)  # the receive buffer's level loop settles
         out["steady"] = await run_bursts(schedule, paths, reps, spacing, lead=0.1)
         if loss_reps:
             # Both senders lose their next RTP packet (silence), 100 ms before the bursts.
@@ -581,6 +598,7 @@ async def latency_round(
             if [d() for d in dropped] != [1, 1]:
                 raise BenchError("the simulated loss did not happen")
         out["sender_skipped_frames"] = {p.name: p.track.pacer.skipped for p in paths}
+        out["floor_cushion_blocks"] = await floor_cushion(http)
     finally:
         await p2p.close()
         await sender.close()
@@ -601,12 +619,17 @@ async def measure_latency(
     reps: int,
     loss_reps: int,
     spacing: float,
+    settle: float,
 ) -> list[dict]:
     await floor.close(http)  # the sine floor; the bursts take its place
     listener = await whep_listen(http, "floor", record=True)
     try:
         per_round = [reps // rounds + (1 if i < reps % rounds else 0) for i in range(rounds)]
-        return [await latency_round(http, listener, n, loss_reps, spacing) for n in per_round if n]
+        return [
+            await latency_round(http, listener, n, loss_reps, spacing, settle)
+            for n in per_round
+            if n
+        ]
     finally:
         await listener.close(http)
 
@@ -646,6 +669,7 @@ def machine() -> dict:
 def summarize_cpu(windows: list[CpuWindow]) -> list[dict]:
     base = [w for w in windows if w.listeners == 0]
     base_rate = sum(w.cpu for w in base) / sum(w.seconds for w in base)
+    base_tick_rate = sum(w.tick_cpu for w in base) / sum(w.seconds for w in base)
     rows = []
     for label in dict.fromkeys(w.label for w in windows):
         ws = [w for w in windows if w.label == label]
@@ -665,6 +689,15 @@ def summarize_cpu(windows: list[CpuWindow]) -> list[dict]:
                 "load_cpu_ms_per_s": sum(w.load_cpu for w in ws) / seconds * 1000,
                 "per_listener_ms_per_s": (cpu / seconds - base_rate) / n * 1000 if n else None,
                 "per_listener_range": (min(per), max(per)) if per else None,
+                # Of that, the part spent inside the engine's ticks (the direct path's sends);
+                # the rest is aiortc's per-connection work (RTCP, ICE consent) and the kernel.
+                "per_listener_tick_ms_per_s": (
+                    sum(w.tick_cpu for w in ws) / seconds - base_tick_rate
+                )
+                / n
+                * 1000
+                if n
+                else None,
                 "packets_per_listener_s": statistics.mean(w.packet_rate for w in ws) / n
                 if n
                 else None,
@@ -709,6 +742,7 @@ def summarize_latency(rounds: list[dict]) -> dict:
         if not via and not direct:
             continue
         out[phase] = {
+            "floor cushion": [r.get("floor_cushion_blocks") for r in rounds],
             "via router": stats_ms([r["ms"] for r in via]),
             "via router packet": stats_ms(
                 [r["packet_ms"] for r in via if r["packet_ms"] is not None]
@@ -740,8 +774,8 @@ def render(report: dict) -> str:
         f"'{report['settings']['channel']}', {report['settings']['window']:.0f} s windows, "
         f"{report['settings']['load_procs']} load process(es), decoding disabled in them",
         f"{'listeners':<12}{'windows':>8}{'audio s':>9}{'cpu s':>8}{'cpu ms/s':>10}"
-        f"{'sys':>5}{'ms/listener/s':>15}{'  (range)':<16}{'pkt/lst/s':>10}{'late':>6}"
-        f"{'rss MB':>8}{'thr':>5}{'load ms/s':>11}",
+        f"{'sys':>5}{'ms/listener/s':>15}{'  (range)':<16}{'in tick':>8}{'pkt/lst/s':>10}"
+        f"{'late':>6}{'rss MB':>8}{'thr':>5}{'load ms/s':>11}",
     ]
     for r in report["cpu"]:
         rng = r["per_listener_range"]
@@ -750,12 +784,14 @@ def render(report: dict) -> str:
             f"{r['cpu_ms_per_s']:>10.1f}{r['sys_share'] * 100:>4.0f}%"
             f"{fmt(r['per_listener_ms_per_s'], 2):>15}"
             f"{'  ' + (f'{rng[0]:.2f}..{rng[1]:.2f}' if rng else ''):<16}"
+            f"{fmt(r['per_listener_tick_ms_per_s'], 2):>8}"
             f"{fmt(r['packets_per_listener_s']):>10}{r['late_ticks']:>6}{r['rss_mb']:>8.0f}"
             f"{r['threads']:>5}{r['load_cpu_ms_per_s']:>11.0f}"
         )
     lines.append(
         "ms/listener/s = (server CPU rate with N listeners - rate with 0) / N, "
-        "in ms of CPU per listener per second of audio; sys = kernel share of the server's "
+        "in ms of CPU per listener per second of audio; in tick = the part of it spent inside "
+        "engine ticks (the direct RTP sends); sys = kernel share of the server's "
         "CPU; late = engine ticks skipped; load ms/s = CPU of the load generators"
     )
     sw = report.get("switch")
@@ -812,6 +848,11 @@ def render(report: dict) -> str:
                     f"{title:<34}{v['n']:>4}{fmt(v.get('median')):>8}{fmt(v.get('p95')):>8}"
                     f"{fmt(v.get('min')):>8}{fmt(v.get('max')):>8}"
                 )
+            lines.append(
+                "  the room input's receive-buffer cushion per round (blocks waiting before a "
+                "tick, smoothed lowest): "
+                + ", ".join(fmt(c, 2) for c in s["floor cushion"])
+            )
             series = s["router adds by burst"]
             lines.append(
                 "  router adds, median over rounds, by time of the burst (ms after the first): "
@@ -900,6 +941,7 @@ async def run(args: argparse.Namespace) -> dict:
                     args.latency_reps,
                     args.loss_reps,
                     args.spacing,
+                    args.latency_settle,
                 )
                 report["latency"] = latency
                 report["latency_summary"] = summarize_latency(latency)
@@ -960,6 +1002,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--spacing", type=float, default=0.5, help="seconds between tone bursts")
     p.add_argument(
+        "--latency-settle",
+        type=float,
+        default=3.0,
+        help="seconds a new floor publisher plays before its latency is measured",
+    )
+    p.add_argument(
         "--profile",
         type=float,
         default=0.0,
@@ -982,6 +1030,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.listeners, args.window, args.repeats, args.settle = [2], 2.0, 1, 1.0
         args.baseline_after = False
         args.switch_reps, args.latency_reps, args.latency_rounds, args.loss_reps = 4, 4, 1, 3
+        args.latency_settle = 1.0
         args.join_reps = 2
     if any(n <= 0 for n in args.listeners):
         p.error("listener counts must be positive (0 is always measured)")

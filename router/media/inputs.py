@@ -100,6 +100,12 @@ class SourceBuffer:
         return (self._samples - self._offset) / SAMPLES_PER_BLOCK
 
     @property
+    def cushion(self) -> float:
+        """The smoothed lowest level of recent one-second windows, in blocks, before a pull: a
+        block waits about (cushion - 1) ticks plus the time it arrived before its tick."""
+        return self._lowest
+
+    @property
     def ratio(self) -> float:
         """The current resampling ratio: above 1 plays faster (the source's clock runs fast)."""
         return self._ratio

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from router.media.inputs import SourceBuffer
 from router.media.mixer import FLOOR
 from router.monitoring.alarms import AlarmWatch, EventLog, SeatView
 from router.monitoring.levels import Level, LevelMeters
@@ -149,6 +150,7 @@ class TechConsole:
                     "id": sid,
                     **engine.buffer(sid).stats.__dict__,
                     "depth": engine.buffer(sid).depth,
+                    **self._cushion(engine.buffer(sid)),
                     **self.input_gains.get(sid, {"gain_db": 0.0, "muted": False}),
                 }
                 for sid in engine.source_ids()
@@ -179,6 +181,13 @@ class TechConsole:
             with contextlib.suppress(Exception):
                 out.append(await _session_stats(session, self.rt.peers.channel_of(session)))
         return out
+
+    @staticmethod
+    def _cushion(buffer: object) -> dict[str, float]:
+        # Receive buffers only (a file player has no arrivals to wait for).
+        if isinstance(buffer, SourceBuffer):
+            return {"cushion_blocks": round(buffer.cushion, 2), "ratio": round(buffer.ratio, 5)}
+        return {}
 
     def close(self) -> None:
         self.recording.stop()

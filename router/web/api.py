@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from router.control.booths import MicRefused, SeatNotFound, seat_source_id
 from router.control.tokens import Role
@@ -66,6 +66,9 @@ class Health(BaseModel):
     ticks: int
     late_ticks: int
     engine_errors: int
+    tick_cpu_seconds: float = Field(
+        description="CPU spent inside engine ticks since start: mixing, encoding, fan-out"
+    )
     listeners: int
     publishers: int
 
@@ -161,6 +164,7 @@ async def health(request: Request) -> Health:
         ticks=rt.engine.stats.ticks,
         late_ticks=rt.engine.pacer.late_ticks,
         engine_errors=rt.engine.stats.errors,
+        tick_cpu_seconds=round(rt.engine.stats.tick_cpu_seconds, 6),
         listeners=listeners,
         publishers=len(rt.peers.sessions()) - listeners,
     )
