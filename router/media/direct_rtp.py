@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 _SEQ_TS = struct.Struct("!HI")
 _BYTE = struct.Struct("!B")
-_MTU = 1500  # the packet buffer; an Opus packet of 20 ms is far below it, with room for the tag
+_MTU = 1500  # the packet buffer; an Opus packet of 20 ms (at most 1275 bytes) fits with its tag
+_TAG_ROOM = 16  # the longest SRTP authentication tag (AES-GCM)
 _SR_EVERY = 25  # packets between refreshes of the sender report's NTP/RTP timestamp pair
 # The sender's name-mangled counters that its RTCP sender reports read.
 _PACKETS = "_RTCRtpSender__packet_count"
@@ -116,6 +117,8 @@ class DirectRtpPath:
                 return False
             self._pair, self._route = pair, (pair.protocol.transport, pair.remote_addr)
         buf, hlen = self._buf, self._hlen
+        if hlen + size + _TAG_ROOM > _MTU:
+            return False
         timestamp = (self._origin + pts) & 0xFFFFFFFF
         _SEQ_TS.pack_into(buf, 2, self._seq, timestamp)
         if self._marker:
