@@ -302,14 +302,24 @@ class Engine:
     # --- the tick ------------------------------------------------------------------------
 
     async def run(self) -> None:
+        last: int | None = None
         while True:
             tick = await self.pacer.next_tick()
+            if last is not None and tick > last + 1:
+                self._skipped(tick - last - 1)
+            last = tick
             try:
                 self.tick(tick)
             except Exception:
                 # One broken source or consumer must never stop the event.
                 self.stats.errors += 1
                 log.exception("engine tick %d failed", tick)
+
+    def _skipped(self, ticks: int) -> None:
+        # The process stalled and these ticks never ran: the receive buffers owe their audio.
+        for src in self._sources.values():
+            if isinstance(src.buffer, SourceBuffer):
+                src.buffer.note_skipped_ticks(ticks)
 
     def tick(self, tick: int) -> None:
         started = time.process_time()

@@ -8,7 +8,8 @@ Bounded, drop-oldest, with counters. Latency stays low and steady in three ways:
   loop, so the level converges without ever dropping or repeating a block (which clicks);
 - a standing backlog too large for that (a burst after a stall) is cut by a block per window,
   and a burst in the first second of a stream (nothing to click yet) at once;
-- blocks that arrive after their ticks were already concealed are skipped (debt repayment).
+- blocks that arrive after their ticks were already concealed, or after ticks the engine
+  skipped while the process stalled, are skipped (debt repayment).
 
 A short gap is concealed with a faded repeat of the last block.
 """
@@ -23,6 +24,7 @@ from typing import Protocol
 import numpy as np
 
 SAMPLES_PER_BLOCK = 960  # 20 ms at 48 kHz
+_DEBT_PULLS = 5  # pulls that owed blocks may take to arrive before the debt is forgotten
 _RAMP = np.arange(SAMPLES_PER_BLOCK, dtype=np.float64)
 _RAMP.flags.writeable = False
 
@@ -44,6 +46,13 @@ class BlockSource(Protocol):
 
     @property
     def depth(self) -> int: ...
+
+    def note_skipped_ticks(self, ticks: int) -> None:
+        """The engine skipped `ticks` deadlines (the process stalled). The audio of that time
+        arrives late and together; it is skipped, not played as lasting latency."""
+        if self._last is not None:  # started: before that, nothing is owed
+            self._debt += ticks
+            self._debt_pulls = 0
 
     def pull(self) -> np.ndarray | None: ...
 
@@ -84,7 +93,8 @@ class SourceBuffer:
         self._primed = False
         self._last: np.ndarray | None = None
         self._concealing = 0
-        self._debt = 0  # ticks played without a real block since the last one
+        self._debt = 0.0  # blocks owed: ticks concealed or skipped whose audio may still come
+        self._debt_pulls = 0  # pulls since the debt was last added to
         self._window_pulls = 0
         self._window_min = math.inf
         self.stats = BufferStats()
@@ -120,6 +130,13 @@ class SourceBuffer:
         if not self._primed and len(self._blocks) >= self._prefetch:
             self._primed = True
 
+    def note_skipped_ticks(self, ticks: int) -> None:
+        """The engine skipped `ticks` deadlines (the process stalled). The audio of that time
+        arrives late and together; it is skipped, not played as lasting latency."""
+        if self._last is not None:  # started: before that, nothing is owed
+            self._debt += ticks
+            self._debt_pulls = 0
+
     def pull(self) -> np.ndarray | None:
         """One block for this tick, a concealment block, or None (silence)."""
         if self._primed:
@@ -139,6 +156,7 @@ class SourceBuffer:
             return None  # not started yet: waiting is not an underrun
         self.stats.underruns += 1
         self._debt += 1
+        self._debt_pulls = 0
         if self._concealing < self._max_conceal:
             self._concealing += 1
             self.stats.concealed += 1
@@ -200,12 +218,17 @@ class SourceBuffer:
         # Ticks already covered by concealment or silence must not be played late as well:
         # after a gap (a loss the jitter buffer waited for, a stall) the blocks arrive together,
         # and playing them all would keep the latency of the gap.
+        # The late blocks can take a few ticks to come (a backlog through the decoder), so what
+        # is not repaid at once stays owed for a few pulls, then is forgotten.
         if self._debt:
             excess = min(self._debt * SAMPLES_PER_BLOCK, self._available() - self._target_samples)
             if excess > 0:
                 self._skip(excess)
                 self.stats.trimmed += max(1, round(excess / SAMPLES_PER_BLOCK))
-            self._debt = 0
+                self._debt -= excess / SAMPLES_PER_BLOCK
+            self._debt_pulls += 1
+            if self._debt <= 0.0 or self._debt_pulls >= _DEBT_PULLS:
+                self._debt = 0.0
 
     def _start_at_target(self) -> None:
         # In the first second of a stream a click does not matter and the backlog of a burst
