@@ -51,8 +51,8 @@ class BlockSource(Protocol):
         """The engine skipped `ticks` deadlines (the process stalled). The audio of that time
         arrives late and together; it is skipped, not played as lasting latency."""
         if self._last is not None:  # started: before that, nothing is owed
-            self._debt += ticks
-            self._debt_pulls = 0
+            self._skipped += ticks
+            self._skipped_pulls = 0
 
     def pull(self) -> np.ndarray | None: ...
 
@@ -93,8 +93,9 @@ class SourceBuffer:
         self._primed = False
         self._last: np.ndarray | None = None
         self._concealing = 0
-        self._debt = 0.0  # blocks owed: ticks concealed or skipped whose audio may still come
-        self._debt_pulls = 0  # pulls since the debt was last added to
+        self._debt = 0  # ticks played without a real block since the last one
+        self._skipped = 0.0  # blocks owed for ticks the engine skipped (a stalled process)
+        self._skipped_pulls = 0  # pulls since that debt was last added to
         self._window_pulls = 0
         self._window_min = math.inf
         self.stats = BufferStats()
@@ -134,8 +135,8 @@ class SourceBuffer:
         """The engine skipped `ticks` deadlines (the process stalled). The audio of that time
         arrives late and together; it is skipped, not played as lasting latency."""
         if self._last is not None:  # started: before that, nothing is owed
-            self._debt += ticks
-            self._debt_pulls = 0
+            self._skipped += ticks
+            self._skipped_pulls = 0
 
     def pull(self) -> np.ndarray | None:
         """One block for this tick, a concealment block, or None (silence)."""
@@ -156,7 +157,6 @@ class SourceBuffer:
             return None  # not started yet: waiting is not an underrun
         self.stats.underruns += 1
         self._debt += 1
-        self._debt_pulls = 0
         if self._concealing < self._max_conceal:
             self._concealing += 1
             self.stats.concealed += 1
@@ -218,17 +218,26 @@ class SourceBuffer:
         # Ticks already covered by concealment or silence must not be played late as well:
         # after a gap (a loss the jitter buffer waited for, a stall) the blocks arrive together,
         # and playing them all would keep the latency of the gap.
-        # The late blocks can take a few ticks to come (a backlog through the decoder), so what
-        # is not repaid at once stays owed for a few pulls, then is forgotten.
         if self._debt:
-            excess = min(self._debt * SAMPLES_PER_BLOCK, self._available() - self._target_samples)
-            if excess > 0:
-                self._skip(excess)
-                self.stats.trimmed += max(1, round(excess / SAMPLES_PER_BLOCK))
-                self._debt -= excess / SAMPLES_PER_BLOCK
-            self._debt_pulls += 1
-            if self._debt <= 0.0 or self._debt_pulls >= _DEBT_PULLS:
-                self._debt = 0.0
+            self._cut_owed(self._debt)
+            self._debt = 0
+        # After a stall the backlog comes through the decoder over a few ticks, so what is not
+        # repaid at once stays owed for a few pulls, then is forgotten. (A concealed gap's
+        # blocks come at once: that debt ends at the first pull, or it would cut good audio.)
+        if self._skipped:
+            self._skipped -= self._cut_owed(self._skipped)
+            self._skipped_pulls += 1
+            if self._skipped <= 0.0 or self._skipped_pulls >= _DEBT_PULLS:
+                self._skipped = 0.0
+
+    def _cut_owed(self, blocks: float) -> float:
+        """Skip up to `blocks` of what waits above the target; returns the blocks skipped."""
+        excess = min(blocks * SAMPLES_PER_BLOCK, self._available() - self._target_samples)
+        if excess <= 0:
+            return 0.0
+        self._skip(excess)
+        self.stats.trimmed += max(1, round(excess / SAMPLES_PER_BLOCK))
+        return excess / SAMPLES_PER_BLOCK
 
     def _start_at_target(self) -> None:
         # In the first second of a stream a click does not matter and the backlog of a burst
