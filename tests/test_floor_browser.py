@@ -66,3 +66,37 @@ async def test_floor_station_sends_the_desk_and_plays_the_room_return(server, tm
             await peer.close()
             if peer.heard.task is not None:
                 await asyncio.gather(peer.heard.task, return_exceptions=True)
+
+
+async def test_floor_station_reconnects_after_the_server_drops_it(server, tmp_path):
+    """The room computer has nobody watching it: when its session is lost it publishes again
+    by itself (publisher.js WhipLink), and the desk is back on the floor."""
+    desk = write_wav(tmp_path / "desk.wav", DESK_HZ, 30.0, rate=48000, channels=1, amplitude=0.3)
+    flags = [f"--use-file-for-fake-audio-capture={desk}"]
+    async with chromium(extra_flags=flags) as browser:
+        context = await browser.new_context()
+        await context.grant_permissions(["microphone"], origin=server.url)
+        page = await context.new_page()
+        await page.goto(f"{server.url}/floor?token=floor-demo-token")
+        await page.get_by_role("button", name="Start the floor").click()
+        await page.wait_for_function("window.floorStation.state === 'live'", timeout=15000)
+        (lost,) = [s for s in server.runtime.peers.sessions() if s.source_id == "room"]
+        await server.runtime.peers.close(lost.id, reason="dropped by the test", lost=True)
+
+        # ICE consent runs out in the browser, the page says so and publishes again.
+        await page.wait_for_function(
+            "document.getElementById('status').textContent.startsWith('Connection lost')",
+            timeout=45000,
+        )
+        await page.wait_for_function("window.floorStation.state === 'live'", timeout=30000)
+        (again,) = [s for s in server.runtime.peers.sessions() if s.source_id == "room"]
+        assert again.id != lost.id
+        listener = await listen(server.http, "floor")
+        try:
+            await listener.heard.collect(15)
+            assert heard_db(await listener.heard.collect(40), DESK_HZ) > -25
+        finally:
+            await listener.close()
+            if listener.heard.task is not None:
+                await asyncio.gather(listener.heard.task, return_exceptions=True)
+        await context.close()

@@ -78,14 +78,10 @@
   let channels = {};
   let state = null; // the booth's last state from the server
   let connection = "idle"; // idle | connecting | connected | error
-  let wanted = false;
   let audioContext = null;
   let micMeter = null;
   let feedMeter = null;
   let stream = null;
-  let session = null;
-  let retryTimer = null;
-  let attempt = 0;
   let socket = null;
   let socketRetry = null;
   let coughHeld = false;
@@ -131,7 +127,7 @@
   async function openMic() {
     const next = await P.openInput(el.mic.value, PROCESSING);
     const track = next.getAudioTracks()[0];
-    if (session) await session.sender.replaceTrack(track);
+    if (link.session) await link.session.sender.replaceTrack(track);
     if (stream) stream.getTracks().forEach((t) => t.stop());
     stream = next;
     micMeter.attach(stream);
@@ -144,64 +140,35 @@
     feedMeter.attach(remote);
   }
 
-  function dropSession(keepalive = false) {
-    if (!session) return;
-    session.pc.onconnectionstatechange = null;
-    session.pc.ontrack = null;
-    session.pc.close();
-    P.whipDelete(session.sessionUrl, token(), keepalive);
-    session = null;
-    feedMeter?.detach();
-    el.audio.srcObject = null;
-  }
-
-  function onState(myAttempt, pcState) {
-    if (myAttempt !== attempt) return;
-    if (pcState === "connected") setStatus("connected", "Connected. Your microphone is OFF until you turn it on.");
-    else if (pcState === "disconnected") setStatus("connecting", "Connection interrupted, recovering…");
-    else if (pcState === "failed") {
-      dropSession();
-      if (wanted) {
-        // A new session starts off air: the server never puts a reconnected seat live.
-        setStatus("connecting", "Connection lost, reconnecting (you are off air)…");
-        retryTimer = setTimeout(() => publish().catch(() => {}), RETRY_MS);
-      }
-    }
-  }
-
-  async function publish() {
-    clearTimeout(retryTimer);
-    const myAttempt = ++attempt;
-    setStatus("connecting", "Connecting…");
-    const made = await P.whipConnect({
-      url: `/whip/booth/${encodeURIComponent(boothId)}/${encodeURIComponent(seatId)}`,
-      token: token(),
-      track: stream.getAudioTracks()[0],
-      stream,
-      iceServers: event.ice_servers,
-      onTrack: onFeed,
-      onState: (c) => onState(myAttempt, c),
-    });
-    if (myAttempt !== attempt || !wanted) {
-      made.pc.close();
-      P.whipDelete(made.sessionUrl, token());
-      return;
-    }
-    session = made;
-  }
+  // The interpreter's microphone goes out; the seat's return feed comes back.
+  const link = new P.WhipLink({
+    url: () => `/whip/booth/${encodeURIComponent(boothId)}/${encodeURIComponent(seatId)}`,
+    token,
+    stream: () => stream,
+    iceServers: () => event.ice_servers,
+    retryMs: RETRY_MS,
+    onTrack: onFeed,
+    onConnected: () => setStatus("connected", "Connected. Your microphone is OFF until you turn it on."),
+    onInterrupted: () => setStatus("connecting", "Connection interrupted, recovering…"),
+    // A new session starts off air: the server never puts a reconnected seat live.
+    onRetrying: () => setStatus("connecting", "Connection lost, reconnecting (you are off air)…"),
+    onDropped: () => {
+      feedMeter?.detach();
+      el.audio.srcObject = null;
+    },
+  });
 
   async function connect() {
     if (connection === "connecting" || connection === "connected") return;
-    wanted = true;
     ensureAudioContext(); // inside the click: allowed to start
     try {
       if (!token()) throw new P.HttpError(401, "enter the booth token from your link");
       if (!stream) await openMic();
-      await publish();
+      setStatus("connecting", "Connecting…");
+      await link.start();
       openSocket();
     } catch (err) {
-      wanted = false;
-      dropSession();
+      link.stop();
       if (err.status === 401 || err.status === 403) el.tokenBlock.hidden = false;
       const what = err.name === "NotAllowedError" ? "the browser did not allow the microphone" : err.message;
       setStatus("error", `Could not connect: ${what}`);
@@ -210,10 +177,7 @@
   }
 
   function disconnect() {
-    wanted = false;
-    attempt++;
-    clearTimeout(retryTimer);
-    dropSession();
+    link.stop();
     setStatus("idle", "Not connected.");
   }
 
@@ -453,7 +417,7 @@
       if (e.key.toLowerCase() === "c") cough(false);
     });
     window.addEventListener("blur", () => cough(false)); // a key held while leaving the window
-    window.addEventListener("pagehide", () => dropSession(true));
+    window.addEventListener("pagehide", () => link.stop(true));
     setInterval(() => {
       el.clock.textContent = new Date().toLocaleTimeString([], { hour12: false });
     }, 250);

@@ -36,14 +36,10 @@
 
   let event = null;
   let state = "loading"; // loading | idle | connecting | live | error
-  let wanted = false;
   let audioContext = null;
   let inputMeter = null;
   let returnMeter = null;
   let stream = null;
-  let session = null;
-  let retryTimer = null;
-  let attempt = 0;
 
   function token() {
     return el.token.value.trim();
@@ -74,7 +70,7 @@
     const next = await P.openInput(el.input.value, PROCESSING);
     const track = next.getAudioTracks()[0];
     if (track.contentHint !== undefined) track.contentHint = "music"; // a desk mix, not a voice
-    if (session) await session.sender.replaceTrack(track);
+    if (link.session) await link.session.sender.replaceTrack(track);
     if (stream) stream.getTracks().forEach((t) => t.stop());
     stream = next;
     inputMeter.attach(stream);
@@ -90,63 +86,35 @@
     returnMeter.attach(remote);
   }
 
-  function dropSession(keepalive = false) {
-    if (!session) return;
-    session.pc.onconnectionstatechange = null;
-    session.pc.ontrack = null;
-    session.pc.close();
-    P.whipDelete(session.sessionUrl, token(), keepalive);
-    session = null;
-    returnMeter?.detach();
-    el.audio.srcObject = null;
-  }
-
-  function onState(myAttempt, connection) {
-    if (myAttempt !== attempt) return;
-    if (connection === "connected") setStatus("live", "Live: the desk feed is on the floor; the room return is playing.");
-    else if (connection === "disconnected") setStatus("connecting", "Connection interrupted, recovering…");
-    else if (connection === "failed") retry("Connection lost, reconnecting…");
-  }
-
-  function retry(message) {
-    dropSession();
-    if (!wanted) return;
-    setStatus("connecting", message);
-    clearTimeout(retryTimer);
-    retryTimer = setTimeout(() => connect().catch((err) => retry(`Reconnecting (${err.message})…`)), RETRY_MS);
-  }
-
-  async function connect() {
-    const myAttempt = ++attempt;
-    setStatus("connecting", "Connecting…");
-    const made = await P.whipConnect({
-      url: "/whip/floor",
-      token: token(),
-      track: stream.getAudioTracks()[0],
-      stream,
-      iceServers: event.ice_servers,
-      onTrack: onReturn,
-      onState: (c) => onState(myAttempt, c),
-    });
-    if (myAttempt !== attempt || !wanted) {
-      made.pc.close();
-      P.whipDelete(made.sessionUrl, token());
-      return;
-    }
-    session = made;
-  }
+  // The desk feed goes out; the room return comes back. A failed connection is retried, and
+  // so is a failed retry: the room computer has nobody watching it.
+  const link = new P.WhipLink({
+    url: () => "/whip/floor",
+    token,
+    stream: () => stream,
+    iceServers: () => event.ice_servers,
+    retryMs: RETRY_MS,
+    retryOnError: true,
+    onTrack: onReturn,
+    onConnected: () => setStatus("live", "Live: the desk feed is on the floor; the room return is playing."),
+    onInterrupted: () => setStatus("connecting", "Connection interrupted, recovering…"),
+    onRetrying: (err) => setStatus("connecting", err ? `Reconnecting (${err.message})…` : "Connection lost, reconnecting…"),
+    onDropped: () => {
+      returnMeter?.detach();
+      el.audio.srcObject = null;
+    },
+  });
 
   async function start() {
     if (state === "connecting" || state === "live") return;
-    wanted = true;
     ensureAudioContext();
     try {
       if (!token()) throw new P.HttpError(401, "enter the floor token");
       if (!stream) await openInput();
-      await connect();
+      setStatus("connecting", "Connecting…");
+      await link.start();
     } catch (err) {
-      wanted = false;
-      dropSession();
+      link.stop();
       if (err.status === 401 || err.status === 403) el.tokenBlock.hidden = false;
       setStatus("error", `Could not start: ${err.message}`);
       throw err;
@@ -154,10 +122,7 @@
   }
 
   function stop() {
-    wanted = false;
-    attempt++;
-    clearTimeout(retryTimer);
-    dropSession();
+    link.stop();
     setStatus("idle", "Stopped. The floor carries no desk feed from this station.");
     return Promise.resolve();
   }
@@ -201,10 +166,7 @@
   });
   el.output.disabled = !("setSinkId" in HTMLMediaElement.prototype);
   el.volume.addEventListener("input", () => (el.audio.volume = Number(el.volume.value) / 100));
-  window.addEventListener("pagehide", () => {
-    wanted = false;
-    dropSession(true);
-  });
+  window.addEventListener("pagehide", () => link.stop(true));
 
   load().catch((err) => setStatus("error", `Could not load the event: ${err.message}`));
 })();

@@ -41,16 +41,12 @@
   const panellistId = decodeURIComponent(window.location.pathname.split("/").filter(Boolean).pop() || "");
   let event = null;
   let state = "loading"; // loading | idle | connecting | live | error
-  let wanted = false; // the user pressed Join and not Leave: reconnect after a failure
   let channel = new URLSearchParams(window.location.search).get("listen") || "floor";
   let muted = false;
   let audioContext = null;
   let micMeter = null;
   let returnMeter = null;
   let stream = null; // the microphone
-  let session = null; // { pc, sender, sessionUrl }
-  let retryTimer = null;
-  let attempt = 0;
 
   function token() {
     return el.token.value.trim();
@@ -87,7 +83,7 @@
     const next = await P.openInput(el.mic.value, PROCESSING);
     const track = next.getAudioTracks()[0];
     track.enabled = !muted;
-    if (session) await session.sender.replaceTrack(track);
+    if (link.session) await link.session.sender.replaceTrack(track);
     if (stream) stream.getTracks().forEach((t) => t.stop());
     stream = next;
     micMeter.attach(stream);
@@ -117,65 +113,34 @@
     returnMeter.attach(remote);
   }
 
-  function dropSession(keepalive = false) {
-    if (!session) return;
-    session.pc.onconnectionstatechange = null;
-    session.pc.ontrack = null;
-    session.pc.close();
-    P.whipDelete(session.sessionUrl, token(), keepalive);
-    session = null;
-    returnMeter?.detach();
-    el.audio.srcObject = null;
-  }
-
-  function onState(myAttempt, connection) {
-    if (myAttempt !== attempt) return;
-    if (connection === "connected") setStatus("live", liveMessage());
-    else if (connection === "disconnected") setStatus("connecting", "Connection interrupted, recovering…");
-    else if (connection === "failed") {
-      dropSession();
-      if (wanted) {
-        setStatus("connecting", "Connection lost, reconnecting…");
-        retryTimer = setTimeout(() => connect().catch(() => {}), RETRY_MS);
-      }
-    }
-  }
-
-  async function connect() {
-    clearTimeout(retryTimer);
-    const myAttempt = ++attempt;
-    setStatus("connecting", "Connecting…");
-    const track = stream.getAudioTracks()[0];
-    const url = `/whip/panellist/${encodeURIComponent(panellistId)}?listen=${encodeURIComponent(channel)}`;
-    const made = await P.whipConnect({
-      url,
-      token: token(),
-      track,
-      stream,
-      iceServers: event.ice_servers,
-      onTrack: onReturn,
-      onState: (c) => onState(myAttempt, c),
-    });
-    if (myAttempt !== attempt || !wanted) {
-      made.pc.close();
-      P.whipDelete(made.sessionUrl, token());
-      return;
-    }
-    session = made;
-  }
+  // The microphone goes out; the chosen channel comes back (without the panellist's own voice).
+  const link = new P.WhipLink({
+    url: () => `/whip/panellist/${encodeURIComponent(panellistId)}?listen=${encodeURIComponent(channel)}`,
+    token,
+    stream: () => stream,
+    iceServers: () => event.ice_servers,
+    retryMs: RETRY_MS,
+    onTrack: onReturn,
+    onConnected: () => setStatus("live", liveMessage()),
+    onInterrupted: () => setStatus("connecting", "Connection interrupted, recovering…"),
+    onRetrying: () => setStatus("connecting", "Connection lost, reconnecting…"),
+    onDropped: () => {
+      returnMeter?.detach();
+      el.audio.srcObject = null;
+    },
+  });
 
   // ------------------------------------------------------------- commands --
   async function join() {
     if (state === "connecting" || state === "live") return;
-    wanted = true;
     ensureAudioContext(); // inside the click: allowed to start
     try {
       if (!token()) throw new P.HttpError(401, "enter the panellist token from your link");
       await ensureMic();
-      await connect();
+      setStatus("connecting", "Connecting…");
+      await link.start();
     } catch (err) {
-      wanted = false;
-      dropSession();
+      link.stop();
       if (err.status === 401 || err.status === 403) el.tokenBlock.hidden = false;
       const what = err.name === "NotAllowedError" ? "the browser did not allow the microphone" : err.message;
       setStatus("error", `Could not join: ${what}`);
@@ -184,10 +149,7 @@
   }
 
   function leave() {
-    wanted = false;
-    attempt++;
-    clearTimeout(retryTimer);
-    dropSession();
+    link.stop();
     setStatus("idle", "Not connected. Press Join the panel when you are ready.");
     return Promise.resolve();
   }
@@ -197,9 +159,10 @@
     const previous = channel;
     channel = id;
     el.listen.value = id;
-    if (!session?.sessionUrl) return;
+    const sessionUrl = link.session?.sessionUrl;
+    if (!sessionUrl) return;
     try {
-      await P.fetchJson(`${session.sessionUrl}/listen`, { token: token(), method: "POST", body: { channel: id } });
+      await P.fetchJson(`${sessionUrl}/listen`, { token: token(), method: "POST", body: { channel: id } });
       if (state === "live") setStatus("live", liveMessage());
     } catch (err) {
       channel = previous;
@@ -285,10 +248,7 @@
   el.speaker.disabled = !("setSinkId" in HTMLMediaElement.prototype);
   el.volume.addEventListener("input", () => (el.audio.volume = Number(el.volume.value) / 100));
   el.token.addEventListener("change", () => whoAmI());
-  window.addEventListener("pagehide", () => {
-    wanted = false;
-    dropSession(true);
-  });
+  window.addEventListener("pagehide", () => link.stop(true));
 
   load().catch((err) => setStatus("error", `Could not load the event: ${err.message}`));
 })();

@@ -1,5 +1,6 @@
-// Shared by the panellist page and the floor station: microphone, level meter, WHIP publishing
-// with a return feed, and output device choice. Plain JS, no framework.
+// Shared by the panellist page, the floor station and the booth console: microphone, level
+// meter, WHIP publishing with a return feed (one session that reconnects: WhipLink), and
+// output device choice. Plain JS, no framework.
 //
 // Server contract (WHIP, RFC 9725, no trickle ICE):
 //   POST   /whip/...            SDP offer (application/sdp), Bearer token -> 201 answer + Location
@@ -177,6 +178,87 @@ window.Publisher = (() => {
     }).catch(() => {});
   }
 
+  // One WHIP publishing session that a page starts and stops, and starts again `retryMs` after
+  // its connection fails. Every start is an attempt: the answer or a state change of an older
+  // attempt is stale and closed, so a slow answer never revives a session the user has since
+  // stopped. The page shows what happens through the callbacks:
+  //   url(), token(), stream(), iceServers()   what to publish where
+  //   onTrack(stream)                          the return feed arrived
+  //   onConnected(), onInterrupted()           the connection is up, or recovering
+  //   onRetrying(err)                          it failed (err null) or a retry failed: retrying
+  //   onDropped()                              the session was closed
+  //   retryOnError                             retry again when a retry itself fails
+  class WhipLink {
+    constructor(options) {
+      this.options = options;
+      this.session = null; // { pc, sender, sessionUrl }
+      this.wanted = false;
+      this.attempt = 0;
+      this.retryTimer = null;
+    }
+
+    async start() {
+      this.wanted = true;
+      clearTimeout(this.retryTimer);
+      const o = this.options;
+      const myAttempt = ++this.attempt;
+      const stream = o.stream();
+      const made = await whipConnect({
+        url: o.url(),
+        token: o.token(),
+        track: stream.getAudioTracks()[0],
+        stream,
+        iceServers: o.iceServers(),
+        onTrack: o.onTrack,
+        onState: (state) => this.#onState(myAttempt, state),
+      });
+      if (myAttempt !== this.attempt || !this.wanted) {
+        made.pc.close();
+        whipDelete(made.sessionUrl, o.token());
+        return;
+      }
+      this.session = made;
+    }
+
+    // The user is done (or the page goes away): no retry, and nothing in flight revives it.
+    stop(keepalive = false) {
+      this.wanted = false;
+      this.attempt++;
+      clearTimeout(this.retryTimer);
+      this.drop(keepalive);
+    }
+
+    drop(keepalive = false) {
+      const session = this.session;
+      if (!session) return;
+      session.pc.onconnectionstatechange = null;
+      session.pc.ontrack = null;
+      session.pc.close();
+      whipDelete(session.sessionUrl, this.options.token(), keepalive);
+      this.session = null;
+      this.options.onDropped?.();
+    }
+
+    #onState(myAttempt, state) {
+      if (myAttempt !== this.attempt) return;
+      if (state === "connected") this.options.onConnected?.();
+      else if (state === "disconnected") this.options.onInterrupted?.();
+      else if (state === "failed") this.#retry(null);
+    }
+
+    #retry(err) {
+      this.drop();
+      if (!this.wanted) return;
+      this.options.onRetrying?.(err);
+      clearTimeout(this.retryTimer);
+      this.retryTimer = setTimeout(() => {
+        this.start().catch((e) => {
+          if (this.options.retryOnError) this.#retry(e);
+        });
+      }, this.options.retryMs);
+    }
+  }
+
   function tokenFromPage(input) {
     const params = new URLSearchParams(window.location.search);
     const token = params.get("token");
@@ -191,8 +273,7 @@ window.Publisher = (() => {
     openInput,
     listDevices,
     LevelMeter,
-    whipConnect,
-    whipDelete,
+    WhipLink,
     tokenFromPage,
   };
 })();
