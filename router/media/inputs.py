@@ -47,13 +47,6 @@ class BlockSource(Protocol):
     @property
     def depth(self) -> int: ...
 
-    def note_skipped_ticks(self, ticks: int) -> None:
-        """The engine skipped `ticks` deadlines (the process stalled). The audio of that time
-        arrives late and together; it is skipped, not played as lasting latency."""
-        if self._last is not None:  # started: before that, nothing is owed
-            self._skipped += ticks
-            self._skipped_pulls = 0
-
     def pull(self) -> np.ndarray | None: ...
 
 
