@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ class TechConsole:
         self.connections: list[dict[str, Any]] = []
         self.input_gains: dict[str, dict[str, float | bool]] = {}
         self._subscribers: set[asyncio.Queue[str]] = set()
+        self._connections_at = -math.inf  # monotonic time of the last connection stats
         rt.engine.add_tap(self.meters)
 
     # --- subscribers ---------------------------------------------------------------------
@@ -72,9 +74,10 @@ class TechConsole:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             try:
                 self.step(time.monotonic())
-                if n % STATUS_EVERY == 0:
-                    self.connections = await self.connection_stats()
-                    self._publish({"type": "status", "status": self.status()})
+                # Nobody watching: no per-connection stats (a getStats per listener per second)
+                # and no frames; a status request reads fresh ones itself.
+                if n % STATUS_EVERY == 0 and self._subscribers:
+                    self._publish({"type": "status", "status": await self.fresh_status()})
             except Exception:
                 log.exception("technician console step failed")
             n += 1
@@ -89,6 +92,8 @@ class TechConsole:
             self.rt.engine.source_ids(),
             self.rt.engine.pacer.late_ticks,
         )
+        if not self._subscribers:
+            return
         self._publish(
             {
                 "type": "levels",
@@ -173,6 +178,14 @@ class TechConsole:
             # handover, slow-down requests and chat of every booth (the booth consoles' state)
             "booths": {b: rt.board.booth_state(b) for b in rt.board.booth_ids()},
         }
+
+    async def fresh_status(self) -> dict[str, Any]:
+        """`status()` with connection stats at most one status period old."""
+        now = time.monotonic()
+        if now - self._connections_at >= STATUS_EVERY * LEVEL_PERIOD * 0.9:
+            self.connections = await self.connection_stats()
+            self._connections_at = now
+        return self.status()
 
     async def connection_stats(self) -> list[dict[str, Any]]:
         """RTCP-derived loss, jitter and round-trip time for every connection."""

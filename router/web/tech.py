@@ -59,7 +59,7 @@ class RecordingSwitch(BaseModel):
     responses=error_responses(401, 403),
 )
 async def tech_status(request: Request) -> dict[str, Any]:
-    return technician(request).status()
+    return await technician(request).fresh_status()
 
 
 @router.get(
@@ -203,7 +203,7 @@ async def tech_stream(ws: WebSocket) -> None:
     desk: TechConsole = ws.app.state.console
     queue = desk.subscribe()
     try:
-        await ws.send_text(json.dumps({"type": "status", "status": desk.status()}))
+        await ws.send_text(json.dumps({"type": "status", "status": await desk.fresh_status()}))
         while True:
             await ws.send_text(await queue.get())
     except (WebSocketDisconnect, RuntimeError):
