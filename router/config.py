@@ -77,6 +77,9 @@ class AudioSettings(_Strict):
     # Listeners' packets go out from the tick straight through SRTP (router/media/direct_rtp.py);
     # false falls back to aiortc's own per-packet sender (about four times the CPU).
     direct_rtp: bool = True
+    # The direct path's per-listener loop runs in C (router/media/_rtp_burst.c) when it was
+    # built; false keeps it in Python, to compare the two (bench/sender.py).
+    compiled_rtp: bool = True
 
     @field_validator("floor_bed_db")
     @classmethod

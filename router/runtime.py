@@ -84,6 +84,7 @@ class EventRuntime:
                     connect_timeout=config.limits.connect_timeout_seconds,
                 ),
                 direct_rtp=config.audio.direct_rtp,
+                compiled_rtp=config.audio.compiled_rtp,
             ),
             media=MediaDeck(engine, config.media.directory),
             rtp_inputs=rtp_inputs,

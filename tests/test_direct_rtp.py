@@ -1,15 +1,31 @@
-"""Listeners are served by the direct RTP path: same audio, a normal RTP stream, true RTCP."""
+"""Listeners are served by the direct RTP path: same audio, a normal RTP stream, true RTCP.
+
+Each test runs with the per-listener loop in C (router/media/_rtp_burst.c) and in Python.
+"""
 
 import asyncio
+import os
 
 import pytest
 
+from router.config import EventConfig, load_config
+from router.media.direct_rtp import COMPILED
+from tests.conftest import DEFAULT_EVENT
 from tests.signals import steady_tone_db, tone_db
 from tests.webrtc_clients import listen, publish
 
 pytestmark = pytest.mark.webrtc
 
 FLOOR_HZ = 440.0
+# With CI=true a missing C extension fails here instead of quietly testing Python twice.
+LOOPS = ["c", "python"] if COMPILED or os.environ.get("CI") == "true" else ["python"]
+
+
+@pytest.fixture(params=LOOPS)
+def event_config(request: pytest.FixtureRequest) -> EventConfig:
+    config = load_config(DEFAULT_EVENT)
+    audio = config.audio.model_copy(update={"compiled_rtp": request.param == "c"})
+    return config.model_copy(update={"audio": audio})
 
 
 async def stats_of(pc, kind: str) -> dict:
@@ -17,7 +33,7 @@ async def stats_of(pc, kind: str) -> dict:
     return next((vars(s) for s in report.values() if s.type == kind), {})
 
 
-async def test_listener_is_served_by_the_direct_path_with_true_rtcp(server):
+async def test_listener_is_served_by_the_direct_path_with_true_rtcp(server, event_config):
     floor = await publish(server.http, "/whip/floor", "floor-demo-token", FLOOR_HZ)
     await server.wait_flowing({"room"})
     peer = await listen(server.http, "en")
@@ -30,6 +46,8 @@ async def test_listener_is_served_by_the_direct_path_with_true_rtcp(server):
         (session,) = [s for s in server.runtime.peers.sessions() if s.kind == "listener"]
         track = session.outgoing
         assert track is not None and track.direct, "the listener's packets bypass aiortc's sender"
+        loop = "RtpStream" if event_config.audio.compiled_rtp else "PyRtpStream"
+        assert type(track._direct.stream).__name__ == loop
         assert track.delivered >= 50
         sender = next(t.sender for t in session.pc.getTransceivers() if t.sender.track is track)
 

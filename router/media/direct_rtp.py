@@ -18,9 +18,13 @@ is missing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+import socket
 import struct
+from collections.abc import Callable
+from typing import Protocol
 
 import av
 from aiortc.clock import current_ntp_time
@@ -38,6 +42,8 @@ _BYTE = struct.Struct("!B")
 _MTU = 1500  # the packet buffer; an Opus packet of 20 ms (at most 1275 bytes) fits with its tag
 _TAG_ROOM = 16  # the longest SRTP authentication tag (AES-GCM)
 _SR_EVERY = 25  # packets between refreshes of the sender report's NTP/RTP timestamp pair
+_SYNC_EVERY = 5  # bursts between copies of a C stream's counters into the aiortc sender
+_PROTECT = int(_ffi.cast("uintptr_t", _ffi.addressof(_lib, "srtp_protect")))
 # The sender's name-mangled counters that its RTCP sender reports read.
 _PACKETS = "_RTCRtpSender__packet_count"
 _OCTETS = "_RTCRtpSender__octet_count"
@@ -47,47 +53,164 @@ _DTLS_PACKETS = "_RTCDtlsTransport__tx_packets"
 _DTLS_BYTES = "_RTCDtlsTransport__tx_bytes"
 
 
+class RtpStream(Protocol):
+    """One listener's SRTP-protected RTP stream: `router.media._rtp_burst.RtpStream` (C) or
+    `PyRtpStream`, the same in Python."""
+
+    packets: int
+    octets: int
+    wire_bytes: int
+    refused: int
+    send_errors: int
+    timestamp: int
+
+    def route(self, fd: int, host: str, port: int, scope_id: int, holder: object) -> None: ...
+
+    def close(self) -> None: ...
+
+    def send(self, payload: bytes | av.Packet, pts: int) -> int: ...
+
+
+class PyRtpStream:
+    """What `_rtp_burst.RtpStream` does, in Python: for an install without a C compiler.
+    The header stays in a libsrtp buffer of its own, the payload is copied in behind it, and
+    libsrtp protects it in place (pylibsrtp's `Session.protect` would add a bytes copy, type
+    checks and an allocation per packet)."""
+
+    def __init__(
+        self, protect: int, context: int, owner: object, header: bytes, seq: int, origin: int
+    ) -> None:
+        del protect  # libsrtp is called through pylibsrtp's binding
+        if not 12 <= len(header) <= _MTU - _TAG_ROOM:
+            raise ValueError("an RTP header is 12 bytes or more")
+        self._owner = owner
+        self._context = _ffi.cast("srtp_t", context)
+        self._cdata = _ffi.new("char[]", _MTU)
+        self._buf = _ffi.buffer(self._cdata)
+        self._hlen = len(header)
+        self._buf[0 : self._hlen] = header
+        self._pt = header[1] & 0x7F
+        self._length = _ffi.new("int *")
+        self._marker = True
+        self._holder: object = None
+        self._address: tuple[str, int] | None = None
+        self.seq = seq & 0xFFFF
+        self._origin = origin
+        self.fd = -1
+        self.packets = self.octets = self.wire_bytes = self.refused = self.send_errors = 0
+        self.timestamp = 0
+        self.last_status = 0
+
+    def route(self, fd: int, host: str, port: int, scope_id: int, holder: object) -> None:
+        del scope_id  # the transport's sendto takes the plain address
+        if fd < 0 or not 0 <= port <= 65535:
+            raise ValueError("fd or port out of range")
+        for family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                socket.inet_pton(family, host)
+                break
+            except OSError:
+                continue
+        else:
+            raise ValueError(f"not a numeric address: {host}")
+        self.fd, self._holder, self._address = fd, holder, (host, port)
+
+    def close(self) -> None:
+        self.fd, self._holder = -1, None
+
+    def send(self, payload: bytes | av.Packet, pts: int) -> int:
+        size = len(payload) if isinstance(payload, bytes) else payload.size
+        buf, hlen = self._buf, self._hlen
+        if self.fd < 0 or hlen + size + _TAG_ROOM > _MTU:
+            return -1
+        timestamp = (self._origin + pts) & 0xFFFFFFFF
+        _SEQ_TS.pack_into(buf, 2, self.seq, timestamp)
+        _BYTE.pack_into(buf, 1, self._pt | 0x80 if self._marker else self._pt)
+        length = self._length
+        length[0] = hlen + size
+        buf[hlen : length[0]] = payload
+        # In place: the header is authenticated, not encrypted, so it stays valid for the next.
+        status = _lib.srtp_protect(self._context, self._cdata, length)
+        if status:
+            self.refused += 1
+            self.last_status = status
+            return -1
+        self.seq = (self.seq + 1) & 0xFFFF
+        self._marker = False
+        self.timestamp = timestamp
+        wire = length[0]
+        self.packets += 1
+        self.octets += size
+        self.wire_bytes += wire
+        holder = self._holder
+        if holder.is_closing():  # type: ignore[attr-defined]
+            return 0  # the connection closed since the last check: a lost packet
+        holder.sendto(buf[0:wire], self._address)  # type: ignore[attr-defined]
+        return 1
+
+
+def py_send_burst(streams: list[RtpStream], payload: bytes | av.Packet, pts: int) -> int:
+    return sum(stream.send(payload, pts) == 1 for stream in streams)
+
+
+try:
+    from router.media import _rtp_burst
+except ImportError:  # installed without a C compiler: the same path in Python
+    _rtp_burst = None  # type: ignore[assignment]
+
+COMPILED = _rtp_burst is not None
+SendBurst = Callable[[list[RtpStream], "bytes | av.Packet", int], int]
+
+
+def implementation(compiled: bool = COMPILED) -> tuple[type, SendBurst]:
+    """The stream class and burst function: C when built (and `compiled`), else Python."""
+    if compiled and _rtp_burst is not None:
+        return _rtp_burst.RtpStream, _rtp_burst.send_burst
+    return PyRtpStream, py_send_burst
+
+
 class DirectRtpPath:
     """One sender's RTP stream, written directly: header, SRTP, the ICE pair's socket."""
 
-    def __init__(self, transceiver: RTCRtpTransceiver, dtls: RTCDtlsTransport) -> None:
+    def __init__(
+        self, transceiver: RTCRtpTransceiver, dtls: RTCDtlsTransport, compiled: bool = COMPILED
+    ) -> None:
         sender = transceiver.sender
         codec = transceiver._codecs[0]
         extensions = HeaderExtensionsMap()
         extensions.configure(RTCRtpParameters(headerExtensions=transceiver._headerExtensions))
         template = RtpPacket(payload_type=codec.payloadType, ssrc=sender._ssrc)
         template.extensions.mid = transceiver.mid
-        header = template.serialize(extensions)
-        self._hlen = len(header)
-        self._pt = header[1]
-        self._session = dtls._tx_srtp  # keeps the libsrtp context below alive
-        self._context = self._session._srtp[0]
-        self._cdata = _ffi.new("char[]", _MTU)
-        self._buf = _ffi.buffer(self._cdata)
-        self._buf[0 : self._hlen] = header
-        self._length = _ffi.new("int *")
-        self._marker = True  # the first packet of a talkspurt
-        self._failures = 0
+        session = dtls._tx_srtp
+        self._origin = secrets.randbits(32)
+        stream_type, self.send_burst = implementation(compiled)
+        self.stream: RtpStream = stream_type(
+            _PROTECT,
+            int(_ffi.cast("uintptr_t", session._srtp[0])),
+            session,  # keeps the libsrtp context alive
+            template.serialize(extensions),
+            secrets.randbelow(1 << 15),
+            self._origin,
+        )
         self._sender = sender
         self._dtls = dtls
         self._ice = dtls.transport._connection
         self._pair: object = None
-        self._route: tuple = (None, None)
-        self._seq = secrets.randbelow(1 << 15)
-        self._origin = secrets.randbits(32)
-        self._packets = 0
-        self._octets = 0
-        self._wire = 0  # protected bytes and packets not yet added to the DTLS transport's counters
-        self._wire_packets = 0
+        self._transport: asyncio.BaseTransport | None = None
+        self._bursts = 0
+        self._synced_packets = 0
+        self._synced_wire = 0
 
     @classmethod
-    def attach(cls, transceiver: RTCRtpTransceiver) -> DirectRtpPath | None:
+    def attach(
+        cls, transceiver: RTCRtpTransceiver, compiled: bool = COMPILED
+    ) -> DirectRtpPath | None:
         """The direct path once the connection is up; None while it is not, or when this aiortc
         does not have the internals it needs (then the caller keeps aiortc's own sender)."""
         dtls = transceiver.sender.transport
         if dtls is None or dtls._state is not State.CONNECTED:
             return None
-        return cls(transceiver, dtls)
+        return cls(transceiver, dtls, compiled)
 
     @staticmethod
     def supported(transceiver: RTCRtpTransceiver) -> bool:
@@ -105,59 +228,68 @@ class DirectRtpPath:
             )
         )
 
-    def send(self, payload: bytes | av.Packet, size: int, pts: int) -> bool:
-        """Send one packet of `size` bytes (pts in 1/48000, the RTP clock of Opus); False once
-        closed, or when libsrtp refuses it."""
-        if self._dtls._state is not State.CONNECTED:
-            return False
+    def ready(self, pts: int) -> RtpStream | None:
+        """The stream, routed to the ICE pair's socket, when the packet of `pts` may go out now;
+        None once the connection is closed (the stream is then closed too, before its socket)."""
+        transport = self._transport
+        if (
+            self._dtls._state is not State.CONNECTED
+            or transport is None
+            or transport.is_closing()
+            or self._ice._nominated.get(1) is not self._pair
+        ) and not self._reroute():
+            return None
+        self._bursts += 1
+        if self._bursts % _SYNC_EVERY == 1:
+            self._sync(pts)
+        return self.stream
+
+    def send(self, payload: bytes | av.Packet, pts: int) -> bool:
+        """Send one packet on its own (the engine sends in bursts); False when it cannot."""
+        stream = self.ready(pts)
+        return stream is not None and stream.send(payload, pts) == 1
+
+    def _reroute(self) -> bool:
+        self.stream.close()
+        self._pair = self._transport = None
         pair = self._ice._nominated.get(1)
-        if pair is not self._pair:
-            # The nominated pair is fixed once connected; its address is a computed property.
-            if pair is None:
-                return False
-            self._pair, self._route = pair, (pair.protocol.transport, pair.remote_addr)
-        buf, hlen = self._buf, self._hlen
-        if hlen + size + _TAG_ROOM > _MTU:
+        if self._dtls._state is not State.CONNECTED or pair is None:
             return False
-        timestamp = (self._origin + pts) & 0xFFFFFFFF
-        _SEQ_TS.pack_into(buf, 2, self._seq, timestamp)
-        if self._marker:
-            _BYTE.pack_into(buf, 1, self._pt | 0x80)
-        length = self._length
-        length[0] = hlen + size
-        buf[hlen : length[0]] = payload
-        # In place: the header is authenticated, not encrypted, so it stays valid for the next.
-        status = _lib.srtp_protect(self._context, self._cdata, length)
-        if status:
-            self._failures += 1
-            if self._failures == 1:
-                log.warning("libsrtp refused a packet (status %d); dropping", status)
+        transport = pair.protocol.transport
+        if transport is None or transport.is_closing():
             return False
-        if self._marker:
-            _BYTE.pack_into(buf, 1, self._pt)
-            self._marker = False
-        wire = length[0]
-        transport, address = self._route
-        transport.sendto(buf[0:wire], address)
-        self._seq = (self._seq + 1) & 0xFFFF
-        self._count(size, wire, timestamp)
+        host, port = pair.remote_addr
+        try:
+            family, _, _, _, address = socket.getaddrinfo(
+                host, port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST
+            )[0]
+            scope_id = address[3] if family == socket.AF_INET6 else 0
+            fd = transport.get_extra_info("socket").fileno()
+            self.stream.route(fd, address[0], port, scope_id, transport)
+        except (OSError, ValueError, AttributeError) as exc:
+            log.warning("no direct route to %s:%s (%s)", host, port, exc)
+            return False
+        # The nominated pair is fixed once connected: this runs once per connection.
+        self._pair, self._transport = pair, transport
         return True
 
-    def _count(self, octets: int, wire: int, timestamp: int) -> None:
-        sender = self._sender
-        self._packets += 1
-        self._octets += octets
-        self._wire += wire
-        self._wire_packets += 1
-        # Sender reports go out at any moment: their packet and octet counts stay exact.
-        setattr(sender, _PACKETS, self._packets)
-        setattr(sender, _OCTETS, self._octets)
-        if self._packets % _SR_EVERY == 1:
-            # A sender report needs one consistent NTP/RTP pair, not one per packet; the
-            # transport's byte counters only feed getStats.
+    def _sync(self, pts: int) -> None:
+        # aiortc's RTCP sender builds its sender reports from these; they may be a few
+        # packets old, which no receiver can tell from a report sent a moment earlier.
+        stream, sender = self.stream, self._sender
+        setattr(sender, _PACKETS, stream.packets)
+        setattr(sender, _OCTETS, stream.octets)
+        if stream.packets - self._synced_packets >= _SR_EVERY or not self._synced_packets:
+            # One consistent NTP/RTP pair: the packet about to go out, and now.
             setattr(sender, _NTP, current_ntp_time())
-            setattr(sender, _RTP_TS, timestamp)
+            setattr(sender, _RTP_TS, (self._origin + pts) & 0xFFFFFFFF)
             dtls = self._dtls
-            setattr(dtls, _DTLS_PACKETS, getattr(dtls, _DTLS_PACKETS, 0) + self._wire_packets)
-            setattr(dtls, _DTLS_BYTES, getattr(dtls, _DTLS_BYTES, 0) + self._wire)
-            self._wire = self._wire_packets = 0
+            wire = stream.wire_bytes - self._synced_wire
+            packets = stream.packets - self._synced_packets
+            setattr(dtls, _DTLS_PACKETS, getattr(dtls, _DTLS_PACKETS, 0) + packets)
+            setattr(dtls, _DTLS_BYTES, getattr(dtls, _DTLS_BYTES, 0) + wire)
+            self._synced_packets, self._synced_wire = stream.packets, stream.wire_bytes
+
+    def close(self) -> None:
+        self.stream.close()
+        self._pair = self._transport = None

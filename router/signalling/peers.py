@@ -109,6 +109,7 @@ class PeerManager:
         limits: LimitSettings = NO_LIMITS,
         liveness: Liveness | None = None,
         direct_rtp: bool = True,
+        compiled_rtp: bool = True,
     ) -> None:
         self._engine = engine
         self._rtc_config = rtc_config
@@ -116,6 +117,7 @@ class PeerManager:
         self.limiter = SessionLimiter(limits)
         self.liveness = liveness or Liveness()
         self._direct_rtp = direct_rtp
+        self._compiled_rtp = compiled_rtp
         self.timed_out = 0  # sessions closed by the liveness watch
 
     def get(self, session_id: str) -> Session:
@@ -379,7 +381,8 @@ class PeerManager:
             transceiver = pc.addTransceiver(track or "audio", direction=direction)
             transceiver.setCodecPreferences(_opus_only())
             if track is not None and self._direct_rtp:
-                track.bind(transceiver)  # send in the tick, past aiortc's per-packet sender
+                # Send in the tick, past aiortc's per-packet sender.
+                track.bind(transceiver, self._compiled_rtp)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             answer = await pc.createAnswer()
