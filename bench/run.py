@@ -65,6 +65,7 @@ from bench.clients import (  # noqa: E402
     whep_listen,
     whip_publish,
 )
+from router.media.direct_rtp import COMPILED  # noqa: E402
 from router.media.jitter import install_audio_jitter_buffer  # noqa: E402
 
 FLOOR_HZ, FR_HZ = 440.0, 660.0
@@ -663,6 +664,7 @@ def machine() -> dict:
         "aiortc": aiortc.__version__,
         "av": av.__version__,
         "kernel": platform.release(),
+        "compiled_rtp": COMPILED,  # the direct path's loop in C (router/media/_rtp_burst.c)
     }
 
 
@@ -767,7 +769,8 @@ def render(report: dict) -> str:
     m = report["machine"]
     lines = [
         f"Router benchmark, {m['date']}: {m['cpus']} CPUs ({m['cpu_model']}), Python "
-        f"{m['python']}, aiortc {m['aiortc']}, av {m['av']}, {m['event_loop']}",
+        f"{m['python']}, aiortc {m['aiortc']}, av {m['av']}, {m['event_loop']}, direct RTP "
+        f"in {'C' if m.get('compiled_rtp') else 'Python (C extension not built)'}",
         f"command: {report['command']}",
         "",
         f"Server CPU (utime+stime of the router process), listeners on channel "
@@ -850,8 +853,7 @@ def render(report: dict) -> str:
                 )
             lines.append(
                 "  the room input's receive-buffer cushion per round (blocks waiting before a "
-                "tick, smoothed lowest): "
-                + ", ".join(fmt(c, 2) for c in s["floor cushion"])
+                "tick, smoothed lowest): " + ", ".join(fmt(c, 2) for c in s["floor cushion"])
             )
             series = s["router adds by burst"]
             lines.append(

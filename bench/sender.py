@@ -1,11 +1,14 @@
-"""Listener fan-out CPU: the direct RTP path against aiortc's own sender, side by side.
+"""Listener fan-out CPU: the direct RTP path (C burst) against another sender, side by side.
 
-Two routers run at once, identical but for `[audio] direct_rtp`; each gets the same floor
-publisher and the same number of WHEP listeners (load generators in separate processes), and
-their CPU is read over the same windows, so the machine's noise hits both alike and the ratio
-is fair even when the absolute numbers are not.
+Two routers run at once, identical but for one `[audio]` setting: `--against aiortc` gives the
+second one aiortc's own per-packet sender (`direct_rtp = false`), `--against python` the direct
+path's loop in Python instead of C (`compiled_rtp = false`). Each gets the same floor publisher
+and the same number of WHEP listeners (load generators in separate processes), and their CPU is
+read over the same windows, so the machine's noise hits both alike and the ratio is fair even
+when the absolute numbers are not.
 
     unshare -n sh -c 'ip link set lo up && python bench/sender.py --listeners 25,50,100'
+    unshare -n sh -c 'ip link set lo up && python bench/sender.py --against python'
 """
 
 from __future__ import annotations
@@ -39,17 +42,17 @@ from bench.run import (  # noqa: E402
 )
 from router.media.jitter import install_audio_jitter_buffer  # noqa: E402
 
-MODES = ("direct", "aiortc")
+AGAINST = {"aiortc": "direct_rtp = false", "python": "compiled_rtp = false"}
 
 
-def config_without_direct(config: Path, folder: Path) -> Path:
-    """The same event with aiortc's sender; next to the original so relative paths hold."""
+def config_with(config: Path, folder: Path, setting: str) -> Path:
+    """The same event with one `[audio]` setting; next to the original so relative paths hold."""
     text = config.read_text()
     if "[audio]" in text:
-        text = text.replace("[audio]", "[audio]\ndirect_rtp = false", 1)
+        text = text.replace("[audio]", f"[audio]\n{setting}", 1)
     else:
-        text += "\n[audio]\ndirect_rtp = false\n"
-    out = folder / f".bench-aiortc-{time.monotonic_ns()}.toml"
+        text += f"\n[audio]\n{setting}\n"
+    out = folder / f".bench-sender-{time.monotonic_ns()}.toml"
     out.write_text(text)
     return out
 
@@ -57,9 +60,11 @@ def config_without_direct(config: Path, folder: Path) -> Path:
 async def run(args: argparse.Namespace) -> dict:
     install_audio_jitter_buffer()
     loopback_only()
-    plain = config_without_direct(args.config, args.config.parent)
-    servers = {"direct": ServerProcess(args.config), "aiortc": ServerProcess(plain)}
-    windows: dict[str, list[CpuWindow]] = {m: [] for m in MODES}
+    other = args.against
+    plain = config_with(args.config, args.config.parent, AGAINST[other])
+    servers = {"direct": ServerProcess(args.config), other: ServerProcess(plain)}
+    modes = tuple(servers)
+    windows: dict[str, list[CpuWindow]] = {m: [] for m in modes}
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(plain.unlink, missing_ok=True)
         https = {
@@ -75,11 +80,11 @@ async def run(args: argparse.Namespace) -> dict:
         for n in [0, *args.listeners]:
             loads = {}
             try:
-                for m in MODES:
+                for m in modes:
                     loads[m] = (
                         await start_load(servers[m].url, "floor", n, args.load_procs) if n else []
                     )
-                for m in MODES:
+                for m in modes:
                     await wait_listeners(https[m], n, timeout=30 + n)
                 await asyncio.sleep(args.settle)
                 results = await asyncio.gather(
@@ -87,35 +92,39 @@ async def run(args: argparse.Namespace) -> dict:
                         cpu_windows(
                             servers[m], https[m], loads[m], n, str(n), args.window, args.repeats
                         )
-                        for m in MODES
+                        for m in modes
                     )
                 )
-                for m, ws in zip(MODES, results, strict=True):
+                for m, ws in zip(modes, results, strict=True):
                     windows[m] += ws
                 print(f"  N={n} measured", file=sys.stderr)
             finally:
                 for m in loads:
                     await stop_load(loads[m])
-            for m in MODES:
+            for m in modes:
                 await wait_listeners(https[m], 0)
     return {
         "machine": machine(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "cpu": {m: summarize_cpu(windows[m]) for m in MODES},
+        "against": other,
+        "cpu": {m: summarize_cpu(windows[m]) for m in modes},
     }
 
 
 def render(report: dict) -> str:
     m = report["machine"]
+    other = report["against"]
+    title = {"aiortc": "aiortc's sender", "python": "the same path in Python"}[other]
     lines = [
-        f"Listener fan-out, direct RTP path vs aiortc's sender, {m['date']}: {m['cpus']} CPUs "
-        f"({m['cpu_model']}), aiortc {m['aiortc']}",
+        f"Listener fan-out, direct RTP path vs {title}, {m['date']}: {m['cpus']} CPUs "
+        f"({m['cpu_model']}), aiortc {m['aiortc']}; direct path in "
+        f"{'C' if m.get('compiled_rtp') else 'Python (C extension not built)'}",
         f"command: {report['command']}",
         "",
-        f"{'listeners':>9}{'direct ms/lst/s':>17}{'aiortc ms/lst/s':>17}{'ratio':>7}"
-        f"{'direct late':>13}{'aiortc late':>13}{'direct RSS':>12}",
+        f"{'listeners':>9}{'direct ms/lst/s':>17}{other + ' ms/lst/s':>17}{'ratio':>7}"
+        f"{'direct late':>13}{other + ' late':>13}{'direct RSS':>12}",
     ]
-    direct, plain = report["cpu"]["direct"], report["cpu"]["aiortc"]
+    direct, plain = report["cpu"]["direct"], report["cpu"][other]
     for d, a in zip(direct, plain, strict=True):
         if not d["listeners"]:
             continue
@@ -142,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--settle", type=float, default=3.0)
     p.add_argument("--load-procs", type=int, default=2)
+    p.add_argument(
+        "--against", choices=sorted(AGAINST), default="aiortc", help="the second router's sender"
+    )
     args = p.parse_args(argv)
     try:
         report = asyncio.run(run(args))
