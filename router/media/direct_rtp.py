@@ -4,9 +4,10 @@ aiortc's RTCRtpSender costs about 80 µs of Python per packet per listener: a ta
 packet, an RtpPacket object, a full serialize, NTP time from datetime, two awaits down to the
 socket. For a listener that only forwards the engine's shared Opus packet, the work that is
 really per listener is the 12-byte header, the SRTP protect and the sendto. `DirectRtpPath`
-does just that, synchronously, inside the engine's tick: the header stays in a buffer of its
-own, the payload is copied in behind it, and libsrtp protects it in place (pylibsrtp's
-`Session.protect` would add a bytes copy, type checks and an allocation per packet).
+does just that, synchronously, inside the engine's tick: its `RtpStream` keeps the header in a
+buffer of its own, copies the payload in behind it, and libsrtp protects it in place. The
+stream is C (`router/media/_rtp_burst.c`, whose `send_burst` serves all of a feed's listeners
+in one call) when it was built, else `PyRtpStream`, the same in Python.
 
 It keeps what the rest of aiortc relies on: the negotiated SSRC, payload type and mid header
 extension, and the sender's counters that its RTCP sender reports are built from (packet and
@@ -42,7 +43,6 @@ _BYTE = struct.Struct("!B")
 _MTU = 1500  # the packet buffer; an Opus packet of 20 ms (at most 1275 bytes) fits with its tag
 _TAG_ROOM = 16  # the longest SRTP authentication tag (AES-GCM)
 _SR_EVERY = 25  # packets between refreshes of the sender report's NTP/RTP timestamp pair
-_SYNC_EVERY = 5  # bursts between copies of a C stream's counters into the aiortc sender
 _PROTECT = int(_ffi.cast("uintptr_t", _ffi.addressof(_lib, "srtp_protect")))
 # The sender's name-mangled counters that its RTCP sender reports read.
 _PACKETS = "_RTCRtpSender__packet_count"
@@ -197,7 +197,6 @@ class DirectRtpPath:
         self._ice = dtls.transport._connection
         self._pair: object = None
         self._transport: asyncio.BaseTransport | None = None
-        self._bursts = 0
         self._synced_packets = 0
         self._synced_wire = 0
 
@@ -239,9 +238,7 @@ class DirectRtpPath:
             or self._ice._nominated.get(1) is not self._pair
         ) and not self._reroute():
             return None
-        self._bursts += 1
-        if self._bursts % _SYNC_EVERY == 1:
-            self._sync(pts)
+        self._sync(pts)
         return self.stream
 
     def send(self, payload: bytes | av.Packet, pts: int) -> bool:
@@ -274,8 +271,9 @@ class DirectRtpPath:
         return True
 
     def _sync(self, pts: int) -> None:
-        # aiortc's RTCP sender builds its sender reports from these; they may be a few
-        # packets old, which no receiver can tell from a report sent a moment earlier.
+        # aiortc's RTCP sender builds its sender reports from these. `FeedFanout` checks a
+        # stream every 5 ticks, so they may be a few packets old, which no receiver can tell
+        # from a report sent a moment earlier.
         stream, sender = self.stream, self._sender
         setattr(sender, _PACKETS, stream.packets)
         setattr(sender, _OCTETS, stream.octets)
