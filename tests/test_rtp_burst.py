@@ -228,3 +228,38 @@ def test_a_closed_ice_socket_never_lets_the_stream_write_to_its_reused_descripto
         assert rx_sock.recv(2048) == b"still mine"
     finally:
         other.close()
+
+
+class RelayLike:
+    """Like aioice's TurnTransport: no socket of its own, no is_closing; sendto wraps."""
+
+    def __init__(self, sock: socket.socket, fail: bool = False) -> None:
+        self.sock, self.fail, self.sent = sock, fail, 0
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+    def sendto(self, data: bytes, address: tuple[str, int]) -> None:
+        if self.fail:
+            raise ConnectionError("relay gone")
+        self.sent += 1
+        self.sock.sendto(data, address)
+
+
+def test_a_relayed_candidate_sends_through_its_transport_and_one_failure_stops_no_one(
+    kind, udp
+) -> None:
+    tx_sock, rx_sock = udp
+    rx = session(Policy.SSRC_ANY_INBOUND)
+    relayed, _ = make_stream(kind, session(Policy.SSRC_ANY_OUTBOUND), seq=3)
+    broken, send_burst = make_stream(kind, session(Policy.SSRC_ANY_OUTBOUND))
+    relay = RelayLike(tx_sock)
+    relayed.route_transport(relay, rx_sock.getsockname())
+    broken.route_transport(RelayLike(tx_sock, fail=True), rx_sock.getsockname())
+    assert send_burst([broken, relayed], b"turn" * 30, 0) == 1
+    assert (broken.send_errors, relayed.send_errors, relay.sent) == (1, 0, 1)
+    packet = rx.unprotect(rx_sock.recv(2048))
+    assert struct.unpack("!H", packet[2:4])[0] == 3
+    assert packet[20:] == b"turn" * 30
+    relayed.close()
+    assert relayed.send(b"x", 960) == -1 and relay.sent == 1

@@ -158,3 +158,38 @@ async def test_real_coturn_accepts_minted_credentials_and_refuses_expired_ones(c
         await allocate(coturn, expired.username, expired.credential)
     with pytest.raises(Exception, match=r"401|Unauthorized"):
         await allocate(coturn, fresh.username, fresh.credential[:-4] + "AAA=")
+
+
+async def test_a_listener_reached_only_through_the_routers_turn_relay_hears_its_channel(
+    coturn, server
+):
+    # The router's own candidate is relayed (iceTransportPolicy "relay"): every packet of the
+    # direct RTP path must go through aioice's TURN transport, which has no socket of its own.
+    from aiortc import RTCConfiguration, RTCIceServer
+    from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
+    from tests.signals import steady_tone_db
+    from tests.webrtc_clients import listen, publish
+
+    settings = TurnSettings(secret=SECRET, urls=[f"turn:{coturn[0]}:{coturn[1]}"])
+    fresh = mint_turn_server(settings)
+    await allocate(coturn, fresh.username, fresh.credential)  # coturn is up
+    peers = server.runtime.peers
+    floor = await publish(server.http, "/whip/floor", "floor-demo-token", 440.0)
+    await server.wait_flowing({"room"})
+    peers._rtc_config = lambda: RTCConfiguration(
+        iceServers=[RTCIceServer(list(fresh.urls), fresh.username, fresh.credential)],
+        iceTransportPolicy=RTCIceTransportPolicy.RELAY,
+    )
+    peer = await listen(server.http, "en")
+    try:
+        await peer.heard.wait_for(25, timeout=20)
+        assert steady_tone_db(await peer.heard.collect(50), 440.0) > -25
+        (session,) = [s for s in peers.sessions() if s.kind == "listener"]
+        pair = session.pc.getTransceivers()[0].sender.transport.transport._connection
+        local = pair._nominated[1].local_candidate
+        assert local.type == "relay", "the router's side of the pair is its TURN relay"
+        assert session.outgoing is not None and session.outgoing.direct
+    finally:
+        await peer.close()
+        await floor.close()

@@ -9,7 +9,9 @@
  * owns the context, which a stream keeps alive. The socket is the ICE pair's, duplicated: when
  * the ICE transport closes its own descriptor (a peer gone, consent lost), the stream still
  * writes to the same socket until the Python side closes it, never to a descriptor number the
- * process has since reused for something else.
+ * process has since reused for something else. A transport without a socket of its own (a
+ * relayed TURN candidate wraps every datagram for the TURN server) is sent through with its
+ * `sendto` method instead.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -35,6 +37,8 @@ typedef struct {
     void *ctx;
     PyObject *owner;  /* keeps the libsrtp context alive */
     PyObject *holder; /* keeps the socket's owner (the ICE transport) referenced */
+    PyObject *via;    /* a transport without a socket of its own (TURN): its sendto method */
+    PyObject *via_to; /* and the address to pass it */
     int fd;           /* our duplicate of the ICE socket; -1: closed */
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -54,7 +58,7 @@ static PyTypeObject RtpStreamType;
 /* 1: sent; 0: protected but the socket did not take it (a lost packet); -1: not sent. */
 static int send_one(RtpStream *s, const unsigned char *payload, Py_ssize_t size, uint32_t pts)
 {
-    if (s->fd < 0 || s->hlen + size + TAG_ROOM > MTU)
+    if ((s->fd < 0 && s->via == NULL) || s->hlen + size + TAG_ROOM > MTU)
         return -1;
     uint32_t ts = s->origin + pts;
     unsigned char *b = s->buf;
@@ -81,6 +85,17 @@ static int send_one(RtpStream *s, const unsigned char *payload, Py_ssize_t size,
     s->packets++;
     s->octets += (unsigned long long)size;
     s->wire_bytes += (unsigned long long)len;
+    if (s->via != NULL) {
+        PyObject *r = PyObject_CallFunction(s->via, "y#O", (const char *)b, (Py_ssize_t)len,
+                                            s->via_to);
+        if (r == NULL) {
+            PyErr_Clear(); /* one listener's transport failing must not stop the burst */
+            s->send_errors++;
+            return 0;
+        }
+        Py_DECREF(r);
+        return 1;
+    }
     if (sendto(s->fd, b, (size_t)len, MSG_DONTWAIT, (struct sockaddr *)&s->addr, s->addrlen) < 0) {
         s->send_errors++;
         s->last_errno = errno;
@@ -94,6 +109,8 @@ static void close_fd(RtpStream *self)
     if (self->fd >= 0)
         close(self->fd);
     self->fd = -1;
+    Py_CLEAR(self->via);
+    Py_CLEAR(self->via_to);
 }
 
 static PyObject *RtpStream_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
@@ -187,6 +204,21 @@ static PyObject *RtpStream_route(RtpStream *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *RtpStream_route_transport(RtpStream *self, PyObject *args)
+{
+    PyObject *holder, *address;
+    if (!PyArg_ParseTuple(args, "OO", &holder, &address))
+        return NULL;
+    PyObject *via = PyObject_GetAttrString(holder, "sendto");
+    if (via == NULL)
+        return NULL;
+    close_fd(self);
+    self->via = via;
+    self->via_to = Py_NewRef(address);
+    Py_XSETREF(self->holder, Py_NewRef(holder));
+    Py_RETURN_NONE;
+}
+
 static PyObject *RtpStream_close(RtpStream *self, PyObject *Py_UNUSED(ignored))
 {
     close_fd(self);
@@ -209,6 +241,9 @@ static PyMethodDef RtpStream_methods[] = {
     {"route", (PyCFunction)RtpStream_route, METH_VARARGS,
      "route(fd, host, port, scope_id, holder): send on socket fd to a numeric address; "
      "holder (the socket's transport) is kept referenced."},
+    {"route_transport", (PyCFunction)RtpStream_route_transport, METH_VARARGS,
+     "route_transport(holder, address): send with holder.sendto(packet, address), for a "
+     "transport without a socket of its own (TURN)."},
     {"close", (PyCFunction)RtpStream_close, METH_NOARGS, "Send nothing more."},
     {"send", (PyCFunction)RtpStream_send, METH_VARARGS,
      "send(payload, pts) -> 1 sent, 0 lost at the socket, -1 not sent (closed, too big, "
@@ -263,7 +298,8 @@ static PyObject *send_burst(PyObject *module, PyObject *args)
     /* The GIL stays held: a decoder thread taking it meanwhile could hold the tick up for a
      * whole switch interval (5 ms) when the burst ends. */
     long sent = 0;
-    for (Py_ssize_t i = 0; i < n; i++)
+    /* (A TURN transport's sendto runs Python: the list's length is read again each time.) */
+    for (Py_ssize_t i = 0; i < n && i < PyList_GET_SIZE(list); i++)
         sent += send_one((RtpStream *)PyList_GET_ITEM(list, i), payload.buf, payload.len,
                          (uint32_t)pts) == 1;
     PyBuffer_Release(&payload);

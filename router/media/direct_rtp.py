@@ -66,9 +66,15 @@ class RtpStream(Protocol):
 
     def route(self, fd: int, host: str, port: int, scope_id: int, holder: object) -> None: ...
 
+    def route_transport(self, holder: object, address: tuple) -> None: ...
+
     def close(self) -> None: ...
 
     def send(self, payload: bytes | av.Packet, pts: int) -> int: ...
+
+
+def _never() -> bool:
+    return False
 
 
 class PyRtpStream:
@@ -93,7 +99,8 @@ class PyRtpStream:
         self._length = _ffi.new("int *")
         self._marker = True
         self._holder: object = None
-        self._address: tuple[str, int] | None = None
+        self._address: tuple | None = None
+        self._closing: Callable[[], bool] = _never
         self.seq = seq & 0xFFFF
         self._origin = origin
         self.fd = -1
@@ -114,14 +121,19 @@ class PyRtpStream:
         else:
             raise ValueError(f"not a numeric address: {host}")
         self.fd, self._holder, self._address = fd, holder, (host, port)
+        self._closing = getattr(holder, "is_closing", _never)
+
+    def route_transport(self, holder: object, address: tuple) -> None:
+        self.fd, self._holder, self._address = -1, holder, address
+        self._closing = getattr(holder, "is_closing", _never)
 
     def close(self) -> None:
-        self.fd, self._holder = -1, None
+        self.fd, self._holder, self._address = -1, None, None
 
     def send(self, payload: bytes | av.Packet, pts: int) -> int:
         size = len(payload) if isinstance(payload, bytes) else payload.size
         buf, hlen = self._buf, self._hlen
-        if self.fd < 0 or hlen + size + _TAG_ROOM > _MTU:
+        if self._address is None or hlen + size + _TAG_ROOM > _MTU:
             return -1
         timestamp = (self._origin + pts) & 0xFFFFFFFF
         _SEQ_TS.pack_into(buf, 2, self.seq, timestamp)
@@ -142,10 +154,13 @@ class PyRtpStream:
         self.packets += 1
         self.octets += size
         self.wire_bytes += wire
-        holder = self._holder
-        if holder.is_closing():  # type: ignore[attr-defined]
+        if self._closing():
             return 0  # the connection closed since the last check: a lost packet
-        holder.sendto(buf[0:wire], self._address)  # type: ignore[attr-defined]
+        try:
+            self._holder.sendto(buf[0:wire], self._address)  # type: ignore[attr-defined]
+        except Exception:  # as in C: one listener's transport failing must not stop the burst
+            self.send_errors += 1
+            return 0
         return 1
 
 
@@ -197,6 +212,7 @@ class DirectRtpPath:
         self._ice = dtls.transport._connection
         self._pair: object = None
         self._transport: asyncio.BaseTransport | None = None
+        self._closing: Callable[[], bool] = _never
         self._synced_packets = 0
         self._synced_wire = 0
 
@@ -234,7 +250,7 @@ class DirectRtpPath:
         if (
             self._dtls._state is not State.CONNECTED
             or transport is None
-            or transport.is_closing()
+            or self._closing()
             or self._ice._nominated.get(1) is not self._pair
         ) and not self._reroute():
             return None
@@ -247,27 +263,32 @@ class DirectRtpPath:
         return stream is not None and stream.send(payload, pts) == 1
 
     def _reroute(self) -> bool:
-        self.stream.close()
-        self._pair = self._transport = None
+        self.close()
         pair = self._ice._nominated.get(1)
         if self._dtls._state is not State.CONNECTED or pair is None:
             return False
         transport = pair.protocol.transport
-        if transport is None or transport.is_closing():
+        # A TURN transport has no is_closing(); the DTLS state says when it is gone.
+        closing = getattr(transport, "is_closing", _never)
+        if transport is None or closing():
             return False
         host, port = pair.remote_addr
         try:
-            family, _, _, _, address = socket.getaddrinfo(
-                host, port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST
-            )[0]
-            scope_id = address[3] if family == socket.AF_INET6 else 0
-            fd = transport.get_extra_info("socket").fileno()
-            self.stream.route(fd, address[0], port, scope_id, transport)
+            sock = transport.get_extra_info("socket")
+            if sock is None:
+                # A relayed candidate: its transport wraps every datagram for the TURN server.
+                self.stream.route_transport(transport, pair.remote_addr)
+            else:
+                family, _, _, _, address = socket.getaddrinfo(
+                    host, port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST
+                )[0]
+                scope_id = address[3] if family == socket.AF_INET6 else 0
+                self.stream.route(sock.fileno(), address[0], port, scope_id, transport)
         except (OSError, ValueError, AttributeError) as exc:
             log.warning("no direct route to %s:%s (%s)", host, port, exc)
             return False
         # The nominated pair is fixed once connected: this runs once per connection.
-        self._pair, self._transport = pair, transport
+        self._pair, self._transport, self._closing = pair, transport, closing
         return True
 
     def _sync(self, pts: int) -> None:
@@ -291,3 +312,4 @@ class DirectRtpPath:
     def close(self) -> None:
         self.stream.close()
         self._pair = self._transport = None
+        self._closing = _never
