@@ -61,6 +61,7 @@ class RtpStream(Protocol):
     octets: int
     wire_bytes: int
     refused: int
+    last_status: int
     send_errors: int
     timestamp: int
 
@@ -215,6 +216,7 @@ class DirectRtpPath:
         self._closing: Callable[[], bool] = _never
         self._synced_packets = 0
         self._synced_wire = 0
+        self._refused_seen = 0
 
     @classmethod
     def attach(
@@ -255,6 +257,12 @@ class DirectRtpPath:
         ) and not self._reroute():
             return None
         self._sync(pts)
+        if self.stream.refused != self._refused_seen:
+            if not self._refused_seen:
+                log.warning(
+                    "libsrtp refused a packet (status %d); dropping", self.stream.last_status
+                )
+            self._refused_seen = self.stream.refused
         return self.stream
 
     def send(self, payload: bytes | av.Packet, pts: int) -> bool:
