@@ -24,6 +24,7 @@ import contextlib
 import gc
 import json
 import logging
+import os
 import random
 import socket
 import sys
@@ -73,6 +74,7 @@ class Snapshot:
     consumers: int
     limiter: dict[str, int]
     rss_mb: float
+    descriptors: int  # open file descriptors (every listener's sockets, and the C streams' dups)
 
 
 def snapshot(app: FastAPI, count_peers: bool = True) -> Snapshot:
@@ -89,6 +91,7 @@ def snapshot(app: FastAPI, count_peers: bool = True) -> Snapshot:
         consumers=sum(rt.engine.consumers(c) for c in rt.config.channels),
         limiter={k: v for k, v in rt.peers.limiter.usage().items() if v},
         rss_mb=round(rss_mb(), 1),
+        descriptors=len(os.listdir("/proc/self/fd")),
     )
 
 

@@ -34,6 +34,9 @@ async def test_listener_churn_and_switching_leave_nothing_behind(server):
         assert after.limiter == baseline.limiter
         assert after.peer_connections <= baseline.peer_connections
         assert after.tasks <= baseline.tasks, (before, task_names())
+        # Each listener held sockets on both sides (and a duplicate in its C stream): a leak
+        # would leave hundreds; the HTTP client's keep-alive pool may hold a few more.
+        assert after.descriptors <= baseline.descriptors + 10, (baseline, after)
         growth = after.rss_mb - baseline.rss_mb
         print(f"\n{CYCLES} cycles: RSS {baseline.rss_mb} -> {after.rss_mb} MB ({growth:+.1f})")
         # A leaked peer connection holds a few MB (DTLS, ICE, codecs, queues): 100 of them
@@ -47,6 +50,7 @@ async def test_listener_churn_and_switching_leave_nothing_behind(server):
         assert after_soak.sessions == 2 and after_soak.limiter == baseline.limiter
         assert after_soak.tasks <= baseline.tasks, (before, task_names())
         assert after_soak.peer_connections <= baseline.peer_connections
+        assert after_soak.descriptors <= baseline.descriptors + 10, (baseline, after_soak)
         assert server.runtime.engine.stats.errors == 0
         assert floor.pc.connectionState == seat.pc.connectionState == "connected"
     finally:
