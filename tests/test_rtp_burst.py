@@ -263,3 +263,18 @@ def test_a_relayed_candidate_sends_through_its_transport_and_one_failure_stops_n
     assert packet[20:] == b"turn" * 30
     relayed.close()
     assert relayed.send(b"x", 960) == -1 and relay.sent == 1
+
+
+def test_a_transport_that_closes_its_stream_while_sending_is_survived(kind, udp) -> None:
+    tx_sock, rx_sock = udp
+    stream, send_burst = make_stream(kind, session(Policy.SSRC_ANY_OUTBOUND))
+
+    class ClosingRelay(RelayLike):
+        def sendto(self, data: bytes, address: tuple[str, int]) -> None:
+            super().sendto(data, address)
+            stream.close()  # as a connection's close callback might, mid-burst
+
+    stream.route_transport(ClosingRelay(tx_sock), rx_sock.getsockname())
+    assert send_burst([stream, stream], b"once" * 10, 0) == 1, "sent, then closed"
+    assert rx_sock.recv(2048)
+    assert stream.send(b"x", 960) == -1

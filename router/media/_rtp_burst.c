@@ -86,8 +86,11 @@ static int send_one(RtpStream *s, const unsigned char *payload, Py_ssize_t size,
     s->octets += (unsigned long long)size;
     s->wire_bytes += (unsigned long long)len;
     if (s->via != NULL) {
-        PyObject *r = PyObject_CallFunction(s->via, "y#O", (const char *)b, (Py_ssize_t)len,
-                                            s->via_to);
+        /* Held for the call: the Python it runs could close this very stream. */
+        PyObject *via = Py_NewRef(s->via), *to = Py_NewRef(s->via_to);
+        PyObject *r = PyObject_CallFunction(via, "y#O", (const char *)b, (Py_ssize_t)len, to);
+        Py_DECREF(via);
+        Py_DECREF(to);
         if (r == NULL) {
             PyErr_Clear(); /* one listener's transport failing must not stop the burst */
             s->send_errors++;
