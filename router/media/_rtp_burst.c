@@ -18,7 +18,6 @@
 #include <structmember.h>
 
 #include <arpa/inet.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -47,9 +46,8 @@ typedef struct {
     int marker; /* the next packet starts a talkspurt */
     uint16_t seq;
     uint32_t origin;
-    uint32_t timestamp; /* of the last packet protected */
     unsigned long long packets, octets, wire_bytes, refused, send_errors;
-    int last_status, last_errno;
+    int last_status;
     _Alignas(16) unsigned char buf[MTU];
 } RtpStream;
 
@@ -81,7 +79,6 @@ static int send_one(RtpStream *s, const unsigned char *payload, Py_ssize_t size,
     /* libsrtp has used this sequence number: it must advance whatever the socket does. */
     s->seq++;
     s->marker = 0;
-    s->timestamp = ts;
     s->packets++;
     s->octets += (unsigned long long)size;
     s->wire_bytes += (unsigned long long)len;
@@ -101,7 +98,6 @@ static int send_one(RtpStream *s, const unsigned char *payload, Py_ssize_t size,
     }
     if (sendto(s->fd, b, (size_t)len, MSG_DONTWAIT, (struct sockaddr *)&s->addr, s->addrlen) < 0) {
         s->send_errors++;
-        s->last_errno = errno;
         return 0;
     }
     return 1;
@@ -262,9 +258,6 @@ static PyMemberDef RtpStream_members[] = {
     {"send_errors", T_ULONGLONG, offsetof(RtpStream, send_errors), READONLY,
      "protected but not taken by the socket"},
     {"last_status", T_INT, offsetof(RtpStream, last_status), READONLY, "libsrtp's last error"},
-    {"last_errno", T_INT, offsetof(RtpStream, last_errno), READONLY, "sendto's last errno"},
-    {"timestamp", T_UINT, offsetof(RtpStream, timestamp), READONLY,
-     "RTP timestamp of the last packet"},
     {"seq", T_USHORT, offsetof(RtpStream, seq), READONLY, "the next sequence number"},
     {"fd", T_INT, offsetof(RtpStream, fd), READONLY, "the socket, -1 when closed"},
     {NULL},

@@ -63,7 +63,6 @@ class RtpStream(Protocol):
     refused: int
     last_status: int
     send_errors: int
-    timestamp: int
 
     def route(self, fd: int, host: str, port: int, scope_id: int, holder: object) -> None: ...
 
@@ -106,7 +105,6 @@ class PyRtpStream:
         self._origin = origin
         self.fd = -1
         self.packets = self.octets = self.wire_bytes = self.refused = self.send_errors = 0
-        self.timestamp = 0
         self.last_status = 0
 
     def route(self, fd: int, host: str, port: int, scope_id: int, holder: object) -> None:
@@ -150,7 +148,6 @@ class PyRtpStream:
             return -1
         self.seq = (self.seq + 1) & 0xFFFF
         self._marker = False
-        self.timestamp = timestamp
         wire = length[0]
         self.packets += 1
         self.octets += size
