@@ -552,13 +552,20 @@ async def run_bursts(
     return out
 
 
-async def floor_cushion(http: httpx.AsyncClient) -> float | None:
-    """The room input's receive-buffer cushion (blocks before a tick), from the tech status."""
+async def floor_input(http: httpx.AsyncClient) -> dict:
+    """The room input's buffer (cushion: blocks before a tick; concealed ticks) and whether
+    the engine's ticks follow it, from the tech status."""
     resp = await http.get("/api/tech/status", headers={"Authorization": f"Bearer {TECH_TOKEN}"})
     if resp.status_code != 200:
         raise BenchError(f"/api/tech/status: {resp.status_code}")
-    room = next((i for i in resp.json()["inputs"] if i["id"] == "room"), {})
-    return room.get("cushion_blocks")
+    status = resp.json()
+    room = next((i for i in status["inputs"] if i["id"] == "room"), {})
+    return {
+        "cushion_blocks": room.get("cushion_blocks"),
+        "concealed": room.get("concealed"),
+        "follows": status["engine"].get("follows"),
+        "lead_timeouts": status["engine"].get("lead_timeouts"),
+    }
 
 
 async def latency_round(
@@ -599,7 +606,7 @@ async def latency_round(
             if [d() for d in dropped] != [1, 1]:
                 raise BenchError("the simulated loss did not happen")
         out["sender_skipped_frames"] = {p.name: p.track.pacer.skipped for p in paths}
-        out["floor_cushion_blocks"] = await floor_cushion(http)
+        out["floor_input"] = await floor_input(http)
     finally:
         await p2p.close()
         await sender.close()
@@ -744,7 +751,7 @@ def summarize_latency(rounds: list[dict]) -> dict:
         if not via and not direct:
             continue
         out[phase] = {
-            "floor cushion": [r.get("floor_cushion_blocks") for r in rounds],
+            "floor input": [r.get("floor_input", {}) for r in rounds],
             "via router": stats_ms([r["ms"] for r in via]),
             "via router packet": stats_ms(
                 [r["packet_ms"] for r in via if r["packet_ms"] is not None]
@@ -852,8 +859,13 @@ def render(report: dict) -> str:
                     f"{fmt(v.get('min')):>8}{fmt(v.get('max')):>8}"
                 )
             lines.append(
-                "  the room input's receive-buffer cushion per round (blocks waiting before a "
-                "tick, smoothed lowest): " + ", ".join(fmt(c, 2) for c in s["floor cushion"])
+                "  the room input per round (its buffer's smoothed lowest level before a tick, "
+                "in blocks; ticks it was concealed in; ticks that followed its arrivals): "
+                + ", ".join(
+                    f"{fmt(f.get('cushion_blocks'), 2)} / {f.get('concealed')} concealed / "
+                    + ("follows" if f.get("follows") == "room" else "grid")
+                    for f in s["floor input"]
+                )
             )
             series = s["router adds by burst"]
             lines.append(

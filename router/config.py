@@ -80,6 +80,9 @@ class AudioSettings(_Strict):
     # The direct path's per-listener loop runs in C (router/media/_rtp_burst.c) when it was
     # built; false keeps it in Python, to compare the two (bench/sender.py).
     compiled_rtp: bool = True
+    # The engine's ticks follow the room's desk feed as its blocks arrive, instead of a fixed
+    # 20 ms grid that the floor must wait for (router/media/pacer.py); false keeps the grid.
+    follow_room: bool = True
 
     @field_validator("floor_bed_db")
     @classmethod

@@ -56,6 +56,7 @@ class EventRuntime:
                 opus_packet_loss_percent=config.audio.opus_packet_loss_percent,
                 languages={c: ch.language for c, ch in config.channels.items() if ch.language},
                 floor_language=config.event.floor_language,
+                follow_room=config.audio.follow_room,
             ),
             clock or MonotonicClock(),
         )

@@ -186,3 +186,90 @@ def test_taps_see_every_tick_and_a_failing_tap_is_isolated():
     assert seen[-1][1] == (len(CHANNELS), SAMPLES_PER_BLOCK)
     assert seen[-1][2] > 0.3  # room + panellist, 0.2 each
     assert engine.stats.errors == 10
+
+
+async def test_ticks_follow_the_room_feed_and_the_other_inputs_keep_up():
+    """With follow_room, each tick runs the moment the room's block arrives (the floor waits
+    for no tick), while a seat sending at its own phase still fills every tick."""
+    clock = ManualClock()
+    engine = Engine(EngineSettings(channels=CHANNELS, bed_gain=0.1, follow_room=True), clock)
+    room = engine.add_source("room", SourceRole.ROOM)
+    seat = engine.add_source("seat-fr", SourceRole.SEAT)
+    engine.set_live("fr", "seat-fr")
+    assert engine.lead == "room"
+    sinks = {ch: Collector() for ch in ("floor", "fr")}
+    for ch, sink in sinks.items():
+        engine.subscribe(sink, Feed(ch))
+    rng = np.random.default_rng(3)
+    room_pushes: list[float] = []
+    ticks: list[float] = []
+
+    class Times:
+        def on_tick(self, tick, matrix, blocks, mixed):
+            ticks.append(clock.now())
+
+    engine.add_tap(Times())
+
+    async def send(buffer, freq: float, phase: float, pushes: list[float] | None) -> None:
+        for n in range(500):
+            await clock.sleep_until(phase + n * 0.02 + rng.uniform(-0.003, 0.003))
+            if pushes is not None:
+                pushes.append(clock.now())
+            buffer.push(sine(freq, SAMPLES_PER_BLOCK, 0.2, n * SAMPLES_PER_BLOCK))
+
+    tasks = [
+        asyncio.create_task(send(room, 440.0, 0.0137, room_pushes)),
+        asyncio.create_task(send(seat, 660.0, 0.0041, None)),
+        asyncio.create_task(engine.run()),
+    ]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    try:
+        await clock.advance(1.0)
+        seat_underruns = seat.stats.underruns
+        await clock.advance(8.9)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert engine.pacer.following and engine.pacer.lead_timeouts == 0
+    # from the room's first block on, every tick ran at the very moment one of its blocks came
+    first = room_pushes[0]
+    assert {round(t, 9) for t in ticks if t >= first} <= {round(t, 9) for t in room_pushes}
+    assert room.stats.concealed == 0
+    assert seat.stats.underruns == seat_underruns, "the seat's cushion absorbs the room's jitter"
+    floor = steady(sinks["floor"].packets)
+    assert tone_db(floor, 440) > -16 and tone_db(floor, 660) < -50
+    fr = steady(sinks["fr"].packets)
+    assert tone_db(fr, 660) > -16
+    assert tone_db(fr, 440) == pytest.approx(tone_db(fr, 660) - 20, abs=2)
+
+
+def test_the_lead_is_the_first_room_input_with_a_receive_buffer():
+    engine = Engine(EngineSettings(channels=CHANNELS, follow_room=True), ManualClock())
+    engine.add_source("seat-fr", SourceRole.SEAT)
+    engine.add_source("panel-a", SourceRole.PANELLIST)
+    assert engine.lead is None
+    desk = engine.add_source("desk", SourceRole.ROOM)
+    second = engine.add_source("room", SourceRole.ROOM)
+    assert engine.lead == "desk"
+    # a paced buffer plays its first block at once; an ordinary one waits for two
+    second.push(sine(440, SAMPLES_PER_BLOCK))
+    assert not second.ready
+    engine.remove_source("desk")
+    assert engine.lead == "room" and second.ready
+    desk.push(sine(440, SAMPLES_PER_BLOCK))
+    assert not desk.ready, "no longer the lead: back to its cushion of two blocks"
+
+    class Player:  # makes its own blocks when pulled: nothing to follow
+        stats = second.stats
+        depth = 0
+
+        def pull(self):
+            return None
+
+    engine.attach("room", SourceRole.ROOM, Player())
+    assert engine.lead is None and not engine.pacer.following
+    off = Engine(EngineSettings(channels=CHANNELS), ManualClock())
+    off.add_source("room", SourceRole.ROOM)
+    assert off.lead is None

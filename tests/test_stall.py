@@ -29,9 +29,9 @@ async def source(clock: ManualClock, buffer, phase: float) -> None:
         n += 1
 
 
-async def stalled_run(stall: float) -> tuple[Engine, list[float], float]:
+async def stalled_run(stall: float, follow_room: bool) -> tuple[Engine, list[float], float]:
     clock = ManualClock()
-    engine = Engine(EngineSettings(channels=("floor",)), clock)
+    engine = Engine(EngineSettings(channels=("floor",), follow_room=follow_room), clock)
     buffer = engine.add_source("desk", SourceRole.ROOM)
     tasks = [
         asyncio.create_task(source(clock, buffer, 0.007)),
@@ -54,9 +54,11 @@ async def stalled_run(stall: float) -> tuple[Engine, list[float], float]:
     return engine, levels, before
 
 
+@pytest.mark.parametrize("follow_room", [False, True], ids=["grid", "following"])
 @pytest.mark.parametrize("stall", [0.065, 0.145, 0.5])
-async def test_a_stall_leaves_no_lasting_latency(stall):
-    engine, levels, before = await stalled_run(stall)
+async def test_a_stall_leaves_no_lasting_latency(stall, follow_room):
+    engine, levels, before = await stalled_run(stall, follow_room)
+    assert (engine.lead == "desk") == follow_room
     assert engine.pacer.late_ticks >= 1, "the engine skipped ticks it could not run in time"
     # Within a few ticks of the stall the buffer holds what it held before, not the backlog
     # of the stalled ticks, and stays there.

@@ -14,6 +14,15 @@ class Clock(Protocol):
 
     async def sleep_until(self, deadline: float) -> None: ...
 
+    def timer(self, deadline: float) -> asyncio.Future[None]:
+        """A future resolved at `deadline`; whoever holds it may resolve it sooner or cancel it."""
+        ...
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
 
 class MonotonicClock:
     def now(self) -> float:
@@ -23,6 +32,13 @@ class MonotonicClock:
         delay = deadline - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+
+    def timer(self, deadline: float) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        handle = loop.call_later(max(0.0, deadline - time.monotonic()), _resolve, fut)
+        fut.add_done_callback(lambda _: handle.cancel())
+        return fut
 
 
 class ManualClock:
@@ -37,11 +53,15 @@ class ManualClock:
         return self._now
 
     async def sleep_until(self, deadline: float) -> None:
-        if deadline <= self._now:
-            return
+        await self.timer(deadline)
+
+    def timer(self, deadline: float) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (deadline, next(self._order), fut))
-        await fut
+        if deadline <= self._now:
+            fut.set_result(None)
+        else:
+            heapq.heappush(self._sleepers, (deadline, next(self._order), fut))
+        return fut
 
     async def advance(self, seconds: float) -> None:
         """Move time forward, waking each sleeper at its own deadline and letting it run."""
@@ -49,9 +69,9 @@ class ManualClock:
         while self._sleepers and self._sleepers[0][0] <= target:
             deadline, _, fut = heapq.heappop(self._sleepers)
             self._now = max(self._now, deadline)
-            if not fut.done():
+            if not fut.done():  # a timer resolved early or cancelled is just dropped
                 fut.set_result(None)
-            await _settle()
+                await _settle()
         self._now = target
         await _settle()
 

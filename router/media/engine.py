@@ -92,6 +92,9 @@ class EngineSettings:
     floor_language: str | None = None
     fade_ticks: int = 2  # crossfade of every routing change: 40 ms
     stall_ticks: int = 25  # a seat that sent audio and then nothing for 500 ms has stalled
+    # The ticks follow the arrivals of the room's desk feed (the first room input with a
+    # receive buffer), so the floor waits for no tick: router/media/pacer.py.
+    follow_room: bool = False
 
 
 @dataclass
@@ -156,6 +159,7 @@ class Engine:
         self._floor_language_listeners: list[Callable[[str | None], None]] = []
         self._taps: list[TickTap] = []
         self._blocks = np.zeros((0, SAMPLES_PER_BLOCK), dtype=np.float32)
+        self._lead: tuple[str, SourceBuffer] | None = None
 
     # --- sources -------------------------------------------------------------------------
 
@@ -171,6 +175,7 @@ class Engine:
         """Register (or replace) a source that makes its own blocks (a file player)."""
         self._sources[source_id] = _Source(role, source)
         self._invalidate()
+        self._choose_lead()
 
     def remove_source(self, source_id: str, buffer: BlockSource | None = None) -> None:
         """Remove a source; with `buffer`, only if it is still that buffer (not a newer one)."""
@@ -180,6 +185,34 @@ class Engine:
         del self._sources[source_id]
         self._arrivals.pop(source_id, None)
         self._invalidate()
+        self._choose_lead()
+
+    @property
+    def lead(self) -> str | None:
+        """The input whose arrivals the ticks follow, if any."""
+        return self._lead[0] if self._lead is not None else None
+
+    def _choose_lead(self) -> None:
+        lead = None
+        if self.settings.follow_room:
+            lead = next(
+                (
+                    (sid, src.buffer)
+                    for sid, src in self._sources.items()
+                    if src.role is SourceRole.ROOM and isinstance(src.buffer, SourceBuffer)
+                ),
+                None,
+            )
+        old = self._lead
+        if (old and old[1]) is (lead and lead[1]):
+            self._lead = lead  # the same buffer (or none), perhaps under another id
+            return
+        if old is not None:
+            old[1].pace(None)
+        self._lead = lead
+        if lead is not None:
+            lead[1].pace(self.pacer.arrived)
+        self.pacer.follow(lead[1] if lead is not None else None)
 
     def has_source(self, source_id: str) -> bool:
         return source_id in self._sources

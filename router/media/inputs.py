@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -91,6 +92,8 @@ class SourceBuffer:
         self._skipped_pulls = 0  # pulls since that debt was last added to
         self._window_pulls = 0
         self._window_min = math.inf
+        self._on_push: Callable[[], None] | None = None
+        self._unpaced: tuple[int, int, float, float, float] | None = None
         self.stats = BufferStats()
 
     @property
@@ -114,6 +117,30 @@ class SourceBuffer:
         """The current resampling ratio: above 1 plays faster (the source's clock runs fast)."""
         return self._ratio
 
+    @property
+    def ready(self) -> bool:
+        """A pull now plays a block that is not owed to a tick already concealed."""
+        # After a gap longer than a held loss (an outage), what comes is new audio.
+        owed = self._debt * SAMPLES_PER_BLOCK if self._debt <= _DEBT_PULLS else 0
+        return self._primed and self._available() - owed >= self._needed()
+
+    def pace(self, on_push: Callable[[], None] | None) -> None:
+        """Make this the input the engine's ticks follow (`on_push` is told of every block),
+        or, with None, an ordinary input again.
+
+        The ticks then come when its blocks do, so it needs no cushion (one block is played
+        as it arrives) and no drift correction (the engine runs on its clock)."""
+        self._on_push = on_push
+        if on_push is not None and self._unpaced is None:
+            self._unpaced = (self._prefetch, self._target, self._max_adjust, self._low, self._high)
+            self._prefetch = self._target = 1
+            self._max_adjust, self._low, self._high = 0.0, 1.0, 1.0
+        elif on_push is None and self._unpaced is not None:
+            self._prefetch, self._target, self._max_adjust, self._low, self._high = self._unpaced
+            self._unpaced = None
+        if self._last is None:  # not started yet: it primes by the new prefetch
+            self._primed = len(self._blocks) >= self._prefetch
+
     def push(self, block: np.ndarray) -> None:
         if len(self._blocks) >= self._capacity:
             self._drop_head()
@@ -123,6 +150,8 @@ class SourceBuffer:
         self.stats.pushed += 1
         if not self._primed and len(self._blocks) >= self._prefetch:
             self._primed = True
+        if self._on_push is not None:
+            self._on_push()
 
     def note_skipped_ticks(self, ticks: int) -> None:
         """The engine skipped `ticks` deadlines (the process stalled). The audio of that time

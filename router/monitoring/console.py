@@ -163,6 +163,10 @@ class TechConsole:
             "engine": {
                 "ticks": stats.ticks,
                 "late_ticks": engine.pacer.late_ticks,
+                # the input whose arrivals the ticks follow now (None: the fixed grid), and
+                # the ticks that waited for its block in vain and concealed it
+                "follows": engine.lead if engine.pacer.following else None,
+                "lead_timeouts": engine.pacer.lead_timeouts,
                 "errors": stats.errors,
                 "encodes": stats.encodes,
                 "tick_cpu_ms_mean": round(1000 * stats.tick_cpu_seconds / ticks, 3),
