@@ -18,10 +18,31 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 
 import httpx
+from aioice import ice
 
 from bench.clients import Client, disable_decoding, loopback_only, packets_received, whep_listen
+from router.signalling.rtcp_cadence import set_report_interval
+
+# What headless Chromium sends the router per listener, measured by bench/browser_cadence.py
+# (docs/PERFORMANCE.md); the load listeners stand in for browsers, so they send the same.
+BROWSER_REPORT_INTERVAL = 2.5  # s between RTCP packets, on average
+BROWSER_CHECK_INTERVAL = 2.7  # s between STUN connectivity checks, on average
+
+
+def browser_like_cadence() -> Callable[[], None]:
+    """aiortc peers in this process report and check like Chromium; returns the undo."""
+    consent = ice.CONSENT_INTERVAL
+    set_report_interval(BROWSER_REPORT_INTERVAL)
+    ice.CONSENT_INTERVAL = BROWSER_CHECK_INTERVAL  # aioice's only knob for its check loop
+
+    def restore() -> None:
+        set_report_interval(None)
+        ice.CONSENT_INTERVAL = consent
+
+    return restore
 
 
 def say(**message: object) -> None:
@@ -45,6 +66,7 @@ async def counts(clients: list[Client]) -> list[int]:
 async def main_async(args: argparse.Namespace) -> int:
     loopback_only()
     disable_decoding()
+    browser_like_cadence()
     loop = asyncio.get_running_loop()
     async with httpx.AsyncClient(base_url=args.url, timeout=30, trust_env=False) as http:
         started = time.monotonic()
