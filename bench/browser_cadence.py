@@ -31,7 +31,7 @@ from bench.clients import Client, loopback_only, whep_listen  # noqa: E402
 from bench.load import browser_like_cadence  # noqa: E402
 from router.app import create_app  # noqa: E402
 from router.config import load_config  # noqa: E402
-from router.signalling.rtcp_cadence import AUDIO_REPORT_INTERVAL, set_report_interval  # noqa: E402
+from router.signalling.rtcp_cadence import set_report_interval  # noqa: E402
 from tests.browser import chromium  # noqa: E402
 from tests.conftest import DEFAULT_EVENT, start_server  # noqa: E402
 from tests.webrtc_clients import publish  # noqa: E402
@@ -58,10 +58,15 @@ class Counter:
         ice.Connection.request_received = handle_stun  # type: ignore[method-assign]
 
 
-def aiortc_cadence() -> Callable[[], None]:
-    """aiortc's own report interval (the router's lifespan set libwebrtc's, process-wide)."""
-    set_report_interval(None)
-    return lambda: set_report_interval(AUDIO_REPORT_INTERVAL)
+def aiortc_cadence(configured: float) -> Callable[[], Callable[[], None]]:
+    """aiortc's own report interval, for a while: the router's lifespan set `configured` for
+    the whole process."""
+
+    def use() -> Callable[[], None]:
+        set_report_interval(None)
+        return lambda: set_report_interval(configured)
+
+    return use
 
 
 def router_side(app: object, before: set[int]) -> list[tuple[int, int]]:
@@ -95,7 +100,8 @@ def rates(counter: Counter, keys: list[tuple[int, int]], t0: float, t1: float) -
 async def run(args: argparse.Namespace) -> dict:
     loopback_only()
     counter = Counter()
-    app = create_app(load_config(DEFAULT_EVENT), ice_hosts=["127.0.0.1"])
+    config = load_config(DEFAULT_EVENT)
+    app = create_app(config, ice_hosts=["127.0.0.1"])
     server, task, url = await start_server(app)
     report: dict = {"command": " ".join(["python", *sys.argv])}
     try:
@@ -105,7 +111,7 @@ async def run(args: argparse.Namespace) -> dict:
                 # aiortc listeners as bench/load.py runs them, then as aiortc runs by default
                 for name, cadence in (
                     ("aiortc, as the load generator", browser_like_cadence),
-                    ("aiortc", aiortc_cadence),
+                    ("aiortc", aiortc_cadence(config.audio.rtcp_report_interval)),
                 ):
                     restore = cadence()
                     before = {d for d, _ in router_side(app, set())}

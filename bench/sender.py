@@ -2,13 +2,15 @@
 
 Two routers run at once, identical but for one `[audio]` setting: `--against aiortc` gives the
 second one aiortc's own per-packet sender (`direct_rtp = false`), `--against python` the direct
-path's loop in Python instead of C (`compiled_rtp = false`). Each gets the same floor publisher
-and the same number of WHEP listeners (load generators in separate processes), and their CPU is
-read over the same windows, so the machine's noise hits both alike and the ratio is fair even
-when the absolute numbers are not.
+path's loop in Python instead of C (`compiled_rtp = false`), `--against aiortc-reports` RTCP
+reports every second as aiortc sends them, not every 5 s (`rtcp_report_interval = 1.0`). Each
+gets the same floor publisher and the same number of WHEP listeners (load generators in
+separate processes), and their CPU is read over the same windows, so the machine's noise hits
+both alike and the ratio is fair even when the absolute numbers are not.
 
     unshare -n sh -c 'ip link set lo up && python bench/sender.py --listeners 25,50,100'
     unshare -n sh -c 'ip link set lo up && python bench/sender.py --against python'
+    unshare -n sh -c 'ip link set lo up && python bench/sender.py --against aiortc-reports'
 """
 
 from __future__ import annotations
@@ -42,7 +44,11 @@ from bench.run import (  # noqa: E402
 )
 from router.media.jitter import install_audio_jitter_buffer  # noqa: E402
 
-AGAINST = {"aiortc": "direct_rtp = false", "python": "compiled_rtp = false"}
+AGAINST = {
+    "aiortc": "direct_rtp = false",
+    "python": "compiled_rtp = false",
+    "aiortc-reports": "rtcp_report_interval = 1.0",
+}
 
 
 def config_with(config: Path, folder: Path, setting: str) -> Path:
@@ -114,15 +120,20 @@ async def run(args: argparse.Namespace) -> dict:
 def render(report: dict) -> str:
     m = report["machine"]
     other = report["against"]
-    title = {"aiortc": "aiortc's sender", "python": "the same path in Python"}[other]
+    title = {
+        "aiortc": "aiortc's sender",
+        "python": "the same path in Python",
+        "aiortc-reports": "RTCP reports every second (aiortc's cadence)",
+    }[other]
+    w = max(17, len(other) + 11)  # column width for the second router's figures
     lines = [
         f"Listener fan-out, direct RTP path vs {title}, {m['date']}: {m['cpus']} CPUs "
         f"({m['cpu_model']}), aiortc {m['aiortc']}; direct path in "
         f"{'C' if m.get('compiled_rtp') else 'Python (C extension not built)'}",
         f"command: {report['command']}",
         "",
-        f"{'listeners':>9}{'direct ms/lst/s':>17}{other + ' ms/lst/s':>17}{'ratio':>7}"
-        f"{'direct late':>13}{other + ' late':>13}{'direct RSS':>12}",
+        f"{'listeners':>9}{'direct ms/lst/s':>17}{other + ' ms/lst/s':>{w}}{'ratio':>7}"
+        f"{'direct late':>13}{other + ' late':>{w - 4}}{'direct RSS':>12}",
     ]
     direct, plain = report["cpu"]["direct"], report["cpu"][other]
     for d, a in zip(direct, plain, strict=True):
@@ -131,8 +142,8 @@ def render(report: dict) -> str:
         dp, ap = d["per_listener_ms_per_s"], a["per_listener_ms_per_s"]
         ratio = ap / dp if dp and dp > 0 else float("nan")
         lines.append(
-            f"{d['listeners']:>9}{dp:>17.2f}{ap:>17.2f}{ratio:>7.1f}"
-            f"{d['late_ticks']:>13}{a['late_ticks']:>13}{d['rss_mb']:>10.0f}MB"
+            f"{d['listeners']:>9}{dp:>17.2f}{ap:>{w}.2f}{ratio:>7.2f}"
+            f"{d['late_ticks']:>13}{a['late_ticks']:>{w - 4}}{d['rss_mb']:>10.0f}MB"
         )
     lines.append(
         "ms/lst/s: server CPU per listener per second of audio, above the 0-listener rate of "

@@ -19,7 +19,7 @@ from router.monitoring.console import TechConsole
 from router.monitoring.metrics import metrics_registry
 from router.runtime import EventRuntime
 from router.signalling.ice import restrict_host_candidates
-from router.signalling.rtcp_cadence import AUDIO_REPORT_INTERVAL, set_report_interval
+from router.signalling.rtcp_cadence import set_report_interval
 from router.web import api, booth, edges, floor, media, room, tech, whep, whip
 from router.web.errors import install_error_handlers
 from router.web.pages import mount_pages
@@ -45,7 +45,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         install_audio_jitter_buffer()
-        set_report_interval(AUDIO_REPORT_INTERVAL)
+        set_report_interval(app.state.runtime.config.audio.rtcp_report_interval)
         # The tick's matrix products are tiny; OpenBLAS would spread them over threads that
         # then spin between ticks, burning the cores the event loop and Opus need (bench/mixer.py:
         # a 24x48 tick's p95 goes from 16 ms to 0.4 ms with one thread).

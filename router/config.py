@@ -83,6 +83,9 @@ class AudioSettings(_Strict):
     # The engine's ticks follow the room's desk feed as its blocks arrive, instead of a fixed
     # 20 ms grid that the floor must wait for (router/media/pacer.py); false keeps the grid.
     follow_room: bool = True
+    # Seconds between the RTCP reports of every connection, on average: libwebrtc's audio
+    # cadence; 1.0 is aiortc's own (router/signalling/rtcp_cadence.py).
+    rtcp_report_interval: float = Field(5.0, ge=1.0, le=60.0)
 
     @field_validator("floor_bed_db")
     @classmethod

@@ -32,6 +32,12 @@ def test_default_event_is_the_seed_event():
         (("floor_bed_db = -20.0", "floor_bed_db = 6.0"), "audio.floor_bed_db", "between -90 and 0"),
         (("floor_bed_db = -20.0", 'floor_bed_db = "loud"'), "audio.floor_bed_db", ""),
         (("opus_bitrate = 64000", "opus_bitrate = 100"), "audio.opus_bitrate", "greater than"),
+        (
+            ("[audio]", "[audio]\nrtcp_report_interval = 0.2"),
+            "audio.rtcp_report_interval",
+            "greater than or equal to 1",
+        ),
+        (("[audio]", '[audio]\nfollow_room = "sometimes"'), "audio.follow_room", "boolean"),
         (('channel = "fr"', 'channel = "de"'), "booths.fr.channel", "unknown channel 'de'"),
         (('channel = "fr"', 'channel = "en"'), "booths.fr.channel", "already belongs"),
         (('seats = ["fr1", "fr2"]', 'seats = ["fr1", "fr1"]'), "booths.fr.seats", "unique"),

@@ -48,6 +48,7 @@ async def test_a_listener_gets_no_sender_report_in_its_first_two_seconds(server,
         await handle(transport, data)
 
     monkeypatch.setattr(rtcdtlstransport.RTCDtlsTransport, "_handle_rtcp_data", counting)
+    assert rtcrtpsender.random.mean == server.app.state.runtime.config.audio.rtcp_report_interval
     floor = await publish(server.http, "/whip/floor", "floor-demo-token", 440)
     listener = await listen(server.http, "floor")
     try:

@@ -298,8 +298,8 @@ class DirectRtpPath:
 
     def _sync(self, pts: int) -> None:
         # aiortc's RTCP sender builds its sender reports from these. `FeedFanout` checks a
-        # stream every 5 ticks, so they may be a few packets old, which no receiver can tell
-        # from a report sent a moment earlier.
+        # stream every 25 ticks, so they may be up to half a second old, which no receiver can
+        # tell from a report sent a moment earlier (reports come every 5 s).
         stream, sender = self.stream, self._sender
         setattr(sender, _PACKETS, stream.packets)
         setattr(sender, _OCTETS, stream.octets)

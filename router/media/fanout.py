@@ -119,7 +119,7 @@ class PacketTrack(MediaStreamTrack):
         self._wakeup.set()
 
 
-_RECHECK_TICKS = 5  # ticks between checks of every gathered stream (connection, RTCP counters)
+_RECHECK_TICKS = 25  # ticks between checks of every gathered stream (connection, RTCP counters)
 
 
 class FeedFanout:

@@ -6,7 +6,8 @@ seconds, through their modules' `random`, which those modules use for nothing el
 seam there is). libwebrtc reports audio every 5 s on average (`kDefaultAudioReportInterval`,
 randomised to 2.5-7.5 s), the interval RFC 3550 (6.2) recommends as the minimum. With
 hundreds of listeners aiortc's cadence costs the router a good part of its CPU outside the
-tick (docs/PERFORMANCE.md), so the router reports at libwebrtc's.
+tick (docs/PERFORMANCE.md), so the router reports at libwebrtc's by default
+(`[audio] rtcp_report_interval`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from __future__ import annotations
 import random
 
 from aiortc import rtcrtpreceiver, rtcrtpsender
-
-AUDIO_REPORT_INTERVAL = 5.0  # seconds, on average
 
 
 class ReportInterval:
